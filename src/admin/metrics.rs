@@ -1,0 +1,137 @@
+//! Prometheus metrics (SPEC §10), named `samlgate_…`.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+
+/// What kind of route a request took; a closed set keeps label cardinality bounded.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum RouteClass {
+    /// Forwarded with an identity.
+    proxy,
+    /// Forwarded without identity (public_paths).
+    public,
+    /// Browser navigation sent to log in.
+    login_redirect,
+    /// API call without a session.
+    unauthenticated,
+    /// samlgate's own routes.
+    samlgate,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: RouteClass,
+    status: u16,
+}
+
+/// Every metric samlgate exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    upstream_duration: Histogram,
+    in_flight: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("samlgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route class and status",
+            requests.clone(),
+        );
+        // 0.5 ms … ~16 s: loopback sidecars answer in well under a millisecond.
+        let upstream_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register_with_unit(
+            "upstream_request_duration",
+            "Time until the upstream answered with response headers",
+            Unit::Seconds,
+            upstream_duration.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "http_requests_in_flight",
+            "Requests being handled right now",
+            in_flight.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            upstream_duration,
+            in_flight,
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn request(&self, route: RouteClass, status: StatusCode) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route,
+                status: status.as_u16(),
+            })
+            .inc();
+    }
+
+    /// Records how long the upstream took.
+    pub fn upstream(&self, elapsed: Duration) {
+        self.upstream_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Tracks one request in flight until the guard drops.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    /// The registry in Prometheus/OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Decrements the in-flight gauge on drop.
+#[derive(Debug)]
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let metrics = Metrics::new();
+        metrics.request(RouteClass::proxy, StatusCode::OK);
+        metrics.upstream(Duration::from_millis(3));
+        let _guard = metrics.in_flight();
+        let text = metrics.encode();
+        assert!(text.contains("samlgate_http_requests_total{route=\"proxy\",status=\"200\"} 1"));
+        assert!(text.contains("samlgate_upstream_request_duration_seconds_count 1"));
+        assert!(text.contains("samlgate_http_requests_in_flight 1"));
+    }
+}

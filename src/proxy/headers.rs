@@ -1,0 +1,135 @@
+//! Header hygiene: hop-by-hop removal (RFC 9110 §7.6.1) and identity header stripping.
+
+use http::header::{HeaderName, CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::HeaderMap;
+
+const FIXED_HOP_BY_HOP: [&str; 4] = [
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Removes hop-by-hop headers: the fixed set and every header `Connection` names.
+/// `TE: trailers` is kept, since it is end-to-end in meaning for gRPC-style peers.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in [CONNECTION, TRAILER, TRANSFER_ENCODING, UPGRADE] {
+        headers.remove(name);
+    }
+    for name in FIXED_HOP_BY_HOP {
+        headers.remove(name);
+    }
+    let te_trailers_only = headers
+        .get_all(TE)
+        .iter()
+        .all(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if !te_trailers_only {
+        headers.remove(TE);
+    }
+}
+
+/// Removes every client-supplied copy of the identity headers.
+///
+/// Header names arrive lower-cased from the parser, so case is already folded; `_`
+/// is folded to `-` as well, because CGI-style upstreams (PHP, WSGI, Rack) map
+/// `X_Samlgate_Assertion` and `X-Samlgate-Assertion` to the same variable.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaderStripper {
+    names: Vec<String>,
+}
+
+impl IdentityHeaderStripper {
+    /// A stripper for `names` (any case, `-` or `_`).
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            names: names.into_iter().map(fold).collect(),
+        }
+    }
+
+    /// Removes all matching headers, every value of each.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        let doomed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| self.names.contains(&fold(name.as_str())))
+            .cloned()
+            .collect();
+        for name in doomed {
+            headers.remove(name);
+        }
+    }
+}
+
+fn fold(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'_' => '-',
+            other => other.to_ascii_lowercase() as char,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_connection_listed_ones_go() {
+        let mut headers = map(&[
+            ("connection", "close, x-private"),
+            ("x-private", "1"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("te", "gzip"),
+            ("accept", "text/html"),
+        ]);
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("accept"));
+    }
+
+    #[test]
+    fn te_trailers_survives() {
+        let mut headers = map(&[("te", "trailers")]);
+        remove_hop_by_hop(&mut headers);
+        assert_eq!(headers["te"], "trailers");
+    }
+
+    #[test]
+    fn identity_headers_go_in_every_spelling() {
+        let stripper = IdentityHeaderStripper::new(["X-Samlgate-Assertion", "x-samlgate-email"]);
+        let mut headers = map(&[
+            ("x-samlgate-assertion", "a"),
+            ("x-samlgate-assertion", "b"),
+            ("x_samlgate_assertion", "c"),
+            ("x-samlgate_email", "d"),
+            ("x-samlgate-assertion-extra", "kept"),
+        ]);
+        stripper.strip(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-samlgate-assertion-extra"));
+    }
+}

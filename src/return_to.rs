@@ -1,0 +1,128 @@
+//! The `return_to` / RelayState sanitiser (SPEC §4): only ever a path on this origin.
+
+use std::fmt::Write as _;
+
+use percent_encoding::percent_decode_str;
+
+/// Decoding rounds before a value that keeps changing is given up on.
+const MAX_DECODE_ROUNDS: usize = 10;
+
+/// `raw` if it is a local path (with raw spaces and non-ASCII percent-encoded), else `/`.
+///
+/// The checks run on the value decoded until it no longer changes, since browsers
+/// and intermediaries may decode more than once; the still-encoded original is
+/// returned so the target path reaches the panel exactly as the user had it. The
+/// result is always visible ASCII, fit for a `Location` header.
+pub fn sanitize(raw: &str) -> String {
+    if is_local_path(raw) {
+        encode(raw)
+    } else {
+        "/".to_owned()
+    }
+}
+
+fn is_local_path(raw: &str) -> bool {
+    if has_control(raw) {
+        return false;
+    }
+    let Some(decoded) = fully_decoded(raw) else {
+        return false;
+    };
+    let mut chars = decoded.chars();
+    // "//host" and "/\host" are protocol-relative URLs to browsers.
+    chars.next() == Some('/') && !matches!(chars.next(), Some('/' | '\\')) && !has_control(&decoded)
+}
+
+fn fully_decoded(raw: &str) -> Option<String> {
+    let mut current = raw.to_owned();
+    for _ in 0..MAX_DECODE_ROUNDS {
+        let next = percent_decode_str(&current).decode_utf8().ok()?;
+        if next == current {
+            return Some(current);
+        }
+        current = next.into_owned();
+    }
+    None
+}
+
+fn has_control(value: &str) -> bool {
+    value.chars().any(|c| c.is_ascii_control())
+}
+
+fn encode(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if c == ' ' || !c.is_ascii() {
+            let mut utf8 = [0u8; 4];
+            for byte in c.encode_utf8(&mut utf8).bytes() {
+                write!(out, "%{byte:02X}").expect("writing to a String cannot fail");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize;
+
+    #[test]
+    fn off_origin_targets_become_root() {
+        for raw in [
+            "//evil.com",
+            "/\\evil.com",
+            "%2F%2Fevil.com",
+            "/%2Fevil.com",
+            "/%5Cevil.com",
+            "%252F%252Fevil.com",
+            "/%252F%252Fevil.com",
+            "https://evil.com",
+            "javascript:alert(1)",
+            "evil.com",
+            " /reports",
+            "\\\\evil.com",
+        ] {
+            assert_eq!(sanitize(raw), "/", "{raw}");
+        }
+    }
+
+    #[test]
+    fn control_characters_raw_or_encoded_become_root() {
+        for raw in [
+            "/a%0d%0aSet-Cookie:x",
+            "/a\r\nSet-Cookie:x",
+            "/\t/evil.com",
+            "/a%00",
+            "/a%7F",
+            "/a\u{7f}",
+            "/a%250a",
+        ] {
+            assert_eq!(sanitize(raw), "/", "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_or_endless_decoding_becomes_root() {
+        assert_eq!(sanitize("/%FF"), "/");
+        assert_eq!(sanitize("/%25C3"), "/", "decodes on to a lone 0xC3 byte");
+        // Each round peels one "25": 14 rounds to reach "/", more than allowed.
+        let deep = format!("/%{}2F", "25".repeat(13));
+        assert_eq!(sanitize(&deep), "/");
+        let shallow = format!("/x%{}41", "25".repeat(6));
+        assert_eq!(sanitize(&shallow), shallow);
+    }
+
+    #[test]
+    fn local_paths_are_kept_encoded() {
+        assert_eq!(sanitize("/reports?x=1"), "/reports?x=1");
+        assert_eq!(sanitize("/a%2Fb?next=%2F%2Fx"), "/a%2Fb?next=%2F%2Fx");
+        assert_eq!(sanitize("/a b"), "/a%20b");
+        assert_eq!(sanitize("/caf\u{e9}"), "/caf%C3%A9");
+        assert_eq!(sanitize("/"), "/");
+        assert_eq!(sanitize(""), "/");
+        assert_eq!(sanitize("/#frag"), "/#frag");
+        assert_eq!(sanitize("/a//b"), "/a//b");
+    }
+}
