@@ -34,7 +34,9 @@ impl Signed {
     /// Still worth sending at `now`: more than half of its lifetime left.
     fn fresh_at(&self, now: i64) -> bool {
         // A clock that went backwards would hand out a token "issued in the future".
-        now >= self.iat && (self.exp - now) * 2 > self.exp - self.iat
+        // i128: no overflow whatever times a caller passes.
+        let (iat, exp, now) = (i128::from(self.iat), i128::from(self.exp), i128::from(now));
+        now >= iat && (exp - now) * 2 > exp - iat
     }
 }
 
