@@ -2,7 +2,7 @@
 //! validation of the merged value tree.
 //!
 //! serde stops at the first error, but an operator wants every problem at once, so the
-//! merged tree is walked by [`Reader`], which records a [`Problem`] and carries on.
+//! merged tree is walked by `Reader`, which records a [`Problem`] and carries on.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -105,8 +105,7 @@ format = "json"
 
 const TENANT_LOOKUP_CACHE_TTL: Duration = Duration::from_secs(60);
 
-/// Loads the configuration: built-in defaults, then `file` (TOML), then `SAMLGATE_…`
-/// environment variables with `__` between levels; every problem is reported at once.
+/// Loads defaults, then `file` (TOML), then `SAMLGATE_…` variables (`__` between levels), reporting every problem.
 pub fn load(file: Option<&Path>) -> Result<Config, ConfigErrors> {
     let mut figment = Figment::from(Toml::string(DEFAULTS));
     if let Some(path) = file {
@@ -150,9 +149,8 @@ fn toml_message(text: &str, error: &toml::de::Error) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ");
-    match error.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
+    match error.span().and_then(|span| text.get(..span.start)) {
+        Some(before) => {
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
             format!("invalid TOML at line {line}, column {column}: {detail}")
@@ -683,7 +681,7 @@ impl Reader {
             };
             // The JWKS is looked up by kid, so one key listed twice would be ambiguous.
             if current.is_some_and(|c| c.kid() == parsed.kid()) {
-                self.problem(key, "is the current key (identity.key) again");
+                self.problem(key, "same key as the current identity key");
                 ok = false;
             } else if keys.iter().any(|k| k.kid() == parsed.kid()) {
                 self.problem(key, "is listed twice");
@@ -1318,7 +1316,7 @@ upstream = "http://127.0.0.1:3000"
 ttl = "1h"
 
 [session]
-ttl = "eight hours"
+ttl = "8 hours"
 secret = "{}"
 secret_file = "{}"
 
@@ -1339,7 +1337,7 @@ idp_certificate = "not a certificate"
             for expected in [
                 "listen: expected a string",
                 "sesion: unknown key",
-                r#"session.ttl: invalid duration "eight hours""#,
+                r#"session.ttl: invalid duration "8 hours""#,
                 "session.secret: set either secret or secret_file, not both",
                 "account_lookup.url: required",
                 r#"tenants[0].company_id: "Acme Corp" is not a valid company ID (expected [a-z0-9][a-z0-9-]{0,62})"#,
@@ -1452,7 +1450,7 @@ idp_certificate = "not a certificate"
                 [
                     r#"session.secret_file: cannot read "/nonexistent/session.key": No such file or directory (os error 2)"#,
                     r#"identity.previous_key_files[1]: cannot read "/nonexistent/old.pem": No such file or directory (os error 2)"#,
-                    "identity.previous_key_files[2]: is the current key (identity.key) again",
+                    "identity.previous_key_files[2]: same key as the current identity key",
                 ]
             );
         });
