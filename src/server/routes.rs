@@ -3,18 +3,33 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use http::header::{HeaderValue, ACCEPT, CACHE_CONTROL};
-use http::{Method, Request, Response, StatusCode};
+use bytes::Bytes;
+use http::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::admin::{Metrics, RouteClass};
 use crate::config::Config;
+use crate::config::{is_valid_company_id, Tenant};
 use crate::identity::{IdentitySigner, PLAIN_HEADERS};
+use crate::lookup::{AccountLookup, LookupError, TenantDirectory};
 use crate::pages;
 use crate::proxy::{self, Body, ClientInfo, IdentityHeaderStripper, Upstream};
+use crate::replay::ReplayStore;
+use crate::return_to;
+use crate::saml::{LoginRejection, Saml, MAX_ACS_BODY_BYTES};
 use crate::session::{Session, SessionCodec};
+
+/// The cookie that remembers the company of the last login (SPEC §4).
+const COMPANY_COOKIE: &str = "samlgate_company";
+/// How long the company is remembered.
+const COMPANY_COOKIE_MAX_AGE: u64 = 365 * 24 * 3600;
+/// Largest `POST /saml/login` or `/saml/logout` body read.
+const MAX_FORM_BYTES: usize = 16 * 1024;
 
 /// Characters kept as they are when a path and query become one `return_to` value.
 const RETURN_TO: &AsciiSet = &NON_ALPHANUMERIC
@@ -29,10 +44,15 @@ pub struct App {
     prefix: String,
     login_url: String,
     public_paths: Vec<String>,
+    secure: bool,
     sessions: SessionCodec,
     identity: IdentitySigner,
     stripper: IdentityHeaderStripper,
     upstream: Upstream,
+    saml: Saml,
+    tenants: TenantDirectory,
+    accounts: AccountLookup,
+    replay: ReplayStore,
     metrics: Arc<Metrics>,
 }
 
@@ -54,14 +74,25 @@ impl App {
             std::iter::once(config.identity.header.as_str()).chain(PLAIN_HEADERS),
         );
         let client = proxy::client(&config.upstream_ca);
+        let replay = ReplayStore::memory();
         Self {
             prefix: config.path_prefix.clone(),
             login_url: format!("{}/login", config.path_prefix),
             public_paths: config.public_paths.clone(),
+            secure,
             sessions: SessionCodec::new(&config.session, secure),
             identity,
             stripper,
-            upstream: Upstream::new(&config.upstream, client),
+            upstream: Upstream::new(&config.upstream, client.clone()),
+            saml: Saml::new(config, replay.clone()),
+            tenants: TenantDirectory::new(
+                config.tenants.clone(),
+                config.tenant_lookup.as_ref(),
+                client.clone(),
+                metrics.clone(),
+            ),
+            accounts: AccountLookup::new(&config.account_lookup, client, metrics.clone()),
+            replay,
             metrics,
         }
     }
@@ -101,12 +132,13 @@ impl App {
         outcome: &mut Outcome,
     ) -> Response<Body> {
         let now = unix_now();
-        let session = self.sessions.open(req.headers(), now);
+        let session = self.session(req.headers(), now).await;
         outcome.session = session.as_ref().map(|s| session_hash(&s.sid));
 
         if let Some(route) = own_route(&self.prefix, req.uri().path()) {
             outcome.route = Some(RouteClass::samlgate);
-            return self.own(route, req.method(), session.as_ref(), now);
+            let route = route.to_owned();
+            return self.own(&route, req, session, now).await;
         }
         let navigation = is_navigation(&req);
         let identity = match &session {
@@ -125,7 +157,7 @@ impl App {
             }
             None if navigation => {
                 outcome.route = Some(RouteClass::login_redirect);
-                return pages::redirect(StatusCode::FOUND, &self.login_redirect(&req));
+                return self.login_redirect(&req, now).await;
             }
             None => {
                 outcome.route = Some(RouteClass::unauthenticated);
@@ -145,25 +177,44 @@ impl App {
         }
     }
 
-    fn own(
+    /// The session in the cookie, unless it was revoked by a logout.
+    async fn session(&self, headers: &HeaderMap, now: i64) -> Option<Session> {
+        let session = self.sessions.open(headers, now)?;
+        match self.replay.is_revoked(&session.sid).await {
+            Ok(false) => Some(session),
+            Ok(true) | Err(_) => None,
+        }
+    }
+
+    async fn own(
         &self,
         route: &str,
-        method: &Method,
-        session: Option<&Session>,
+        req: Request<Incoming>,
+        session: Option<Session>,
         now: i64,
     ) -> Response<Body> {
-        match (route, method, session) {
-            ("/jwks.json", &Method::GET | &Method::HEAD, _) => {
+        let method = req.method().clone();
+        let read = matches!(method, Method::GET | Method::HEAD);
+        match (route, &method, session.as_ref()) {
+            ("/jwks.json", _, _) if read => {
                 let mut response = pages::json(StatusCode::OK, self.identity.jwks());
                 response
                     .headers_mut()
                     .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
                 response
             }
-            ("/whoami", &Method::GET | &Method::HEAD, Some(session)) => {
+            ("/metadata", _, _) if read => {
+                let mut response = pages::json(StatusCode::OK, self.saml.metadata().to_owned());
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/samlmetadata+xml"),
+                );
+                response
+            }
+            ("/whoami", _, Some(session)) if read => {
                 pages::json(StatusCode::OK, whoami(session).to_string())
             }
-            ("/auth", &Method::GET | &Method::HEAD, Some(session)) => {
+            ("/auth", _, Some(session)) if read => {
                 let mut response = pages::json(StatusCode::OK, "{}");
                 let headers = response.headers_mut();
                 for (name, value) in self.identity.plain_headers(session) {
@@ -175,14 +226,221 @@ impl App {
                 );
                 response
             }
-            ("/whoami" | "/auth", &Method::GET | &Method::HEAD, None) => {
-                pages::unauthenticated(&self.login_url)
-            }
-            ("/jwks.json" | "/whoami" | "/auth", _, _) => {
-                pages::json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
-            }
+            ("/whoami" | "/auth", _, None) if read => pages::unauthenticated(&self.login_url),
+            ("/login", &Method::GET, _) => self.login_page(&req, now).await,
+            ("/login", &Method::POST, _) => self.login_submit(req, now).await,
+            ("/acs", &Method::POST, _) => self.acs(req, now).await,
+            ("/logout", &Method::GET | &Method::POST, _) => self.logout(session, now).await,
+            (
+                "/jwks.json" | "/metadata" | "/whoami" | "/auth" | "/login" | "/acs" | "/logout",
+                _,
+                _,
+            ) => pages::json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             _ => pages::json_error(StatusCode::NOT_FOUND, "not_found"),
         }
+    }
+
+    /// `GET /saml/login`: the form, or straight to the IdP for `?company_id=` of a known tenant.
+    async fn login_page(&self, req: &Request<Incoming>, now: i64) -> Response<Body> {
+        let query = form_pairs(req.uri().query().unwrap_or("").as_bytes());
+        let return_to = return_to::sanitize(query_value(&query, "return_to").unwrap_or("/"));
+        match query_value(&query, "company_id") {
+            Some(company) => {
+                self.start_login(company, &return_to, req.headers(), now)
+                    .await
+            }
+            None => {
+                let remembered = cookie(req.headers(), COMPANY_COOKIE).unwrap_or_default();
+                pages::login_form(
+                    StatusCode::OK,
+                    &self.login_url,
+                    &remembered,
+                    &return_to,
+                    None,
+                )
+            }
+        }
+    }
+
+    /// `POST /saml/login`: the submitted form.
+    async fn login_submit(&self, req: Request<Incoming>, now: i64) -> Response<Body> {
+        let headers = req.headers().clone();
+        let Ok(body) = read_limited(req, MAX_FORM_BYTES).await else {
+            return pages::too_large();
+        };
+        let form = form_pairs(&body);
+        let return_to = return_to::sanitize(query_value(&form, "return_to").unwrap_or("/"));
+        let company = query_value(&form, "company_id").unwrap_or("");
+        self.start_login(company, &return_to, &headers, now).await
+    }
+
+    async fn start_login(
+        &self,
+        company: &str,
+        return_to: &str,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Response<Body> {
+        let company = company.trim().to_ascii_lowercase();
+        let tenant = if is_valid_company_id(&company) {
+            self.tenants.by_company(&company).await
+        } else {
+            Ok(None)
+        };
+        match tenant {
+            Ok(Some(tenant)) => self.redirect_to_idp(&tenant, return_to, headers, now),
+            Ok(None) | Err(LookupError::NotFound) => pages::login_form(
+                StatusCode::BAD_REQUEST,
+                &self.login_url,
+                &company,
+                return_to,
+                Some("We don't know this company ID. Check it with your administrator and try again."),
+            ),
+            Err(LookupError::Unavailable(_)) => pages::try_again_shortly(&reference_id()),
+        }
+    }
+
+    fn redirect_to_idp(
+        &self,
+        tenant: &Tenant,
+        return_to: &str,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Response<Body> {
+        let start = self.saml.start_login(tenant, return_to, headers, now);
+        let mut response = pages::redirect(StatusCode::FOUND, &start.location);
+        response.headers_mut().append(SET_COOKIE, start.set_cookie);
+        response
+    }
+
+    /// `POST /saml/acs`: judge the response, look the account up, start a session.
+    async fn acs(&self, req: Request<Incoming>, now: i64) -> Response<Body> {
+        let reference = reference_id();
+        let headers = req.headers().clone();
+        let Ok(body) = read_limited(req, MAX_ACS_BODY_BYTES).await else {
+            audit(
+                "failure",
+                LoginRejection::BodyTooLarge.code(),
+                &reference,
+                None,
+                None,
+            );
+            return pages::too_large();
+        };
+        let form = form_pairs(&body);
+        let Some(saml_response) = query_value(&form, "SAMLResponse") else {
+            audit(
+                "failure",
+                LoginRejection::Malformed.code(),
+                &reference,
+                None,
+                None,
+            );
+            return pages::login_refused(&reference);
+        };
+        let relay_state = query_value(&form, "RelayState");
+        let login = match self
+            .saml
+            .consume(saml_response, relay_state, &headers, &self.tenants, now)
+            .await
+        {
+            Ok(login) => login,
+            Err(refusal) => {
+                audit(
+                    "failure",
+                    refusal.reason.code(),
+                    &reference,
+                    refusal.tenant.as_deref(),
+                    None,
+                );
+                return match refusal.reason {
+                    LoginRejection::BodyTooLarge => pages::too_large(),
+                    reason if reason.is_unavailable() => pages::try_again_shortly(&reference),
+                    _ => pages::login_refused(&reference),
+                };
+            }
+        };
+        let company = login.tenant.company_id.as_str();
+        let account = match self.accounts.find(company, &login.name_id).await {
+            Ok(account) => account,
+            Err(LookupError::NotFound) => {
+                audit(
+                    "not_linked",
+                    "account_not_linked",
+                    &reference,
+                    Some(company),
+                    Some(&login.name_id),
+                );
+                return pages::not_linked(&login.name_id, &reference);
+            }
+            Err(LookupError::Unavailable(_)) => {
+                audit(
+                    "unavailable",
+                    "lookup_unavailable",
+                    &reference,
+                    Some(company),
+                    Some(&login.name_id),
+                );
+                return pages::try_again_shortly(&reference);
+            }
+        };
+        let session = Session {
+            sid: Session::new_sid(),
+            account_id: account.account_id,
+            email: account.email,
+            name: account.name,
+            roles: account.roles,
+            name_id: login.name_id,
+            company_id: company.to_owned(),
+            auth_time: login.authn_instant.unwrap_or(now),
+            expires_at: self.sessions.expiry(now, login.session_not_on_or_after),
+        };
+        audit(
+            "success",
+            "ok",
+            &reference,
+            Some(company),
+            Some(&session.name_id),
+        );
+        let mut response = pages::redirect(StatusCode::SEE_OTHER, &login.return_to);
+        let headers = response.headers_mut();
+        headers.append(SET_COOKIE, self.sessions.set_cookie(&session, now));
+        headers.append(SET_COOKIE, self.company_cookie(company));
+        if let Some(state) = login.state_cookie {
+            headers.append(SET_COOKIE, state);
+        }
+        response
+    }
+
+    /// `GET|POST /saml/logout`: revoke, clear, and leave (SPEC §4).
+    async fn logout(&self, session: Option<Session>, now: i64) -> Response<Body> {
+        let mut location = self.login_url.clone();
+        if let Some(session) = &session {
+            let left = std::time::Duration::from_secs(
+                session.expires_at.saturating_sub(now).max(1) as u64,
+            );
+            if let Err(error) = self.replay.revoke(&session.sid, left).await {
+                tracing::warn!(%error, "could not revoke the session");
+            }
+            if let Ok(Some(tenant)) = self.tenants.by_company(&session.company_id).await {
+                if let Some(slo) = &tenant.idp_slo_url {
+                    location = slo.to_string();
+                }
+            }
+        }
+        let mut response = pages::redirect(StatusCode::FOUND, &location);
+        response
+            .headers_mut()
+            .append(SET_COOKIE, self.sessions.clear_cookie());
+        response
+    }
+
+    fn company_cookie(&self, company: &str) -> HeaderValue {
+        let secure = if self.secure { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{COMPANY_COOKIE}={company}; Path=/; HttpOnly; SameSite=Lax; Max-Age={COMPANY_COOKIE_MAX_AGE}{secure}"
+        ))
+        .expect("company IDs are cookie-safe")
     }
 
     /// Whether an unauthenticated request may pass. A path with dot segments or
@@ -195,13 +453,26 @@ impl App {
             && !is_ambiguous_path(path)
     }
 
-    fn login_redirect(&self, req: &Request<Incoming>) -> String {
+    /// A browser without a session: straight to the IdP when the company is known
+    /// (remembered, or the only static tenant), else to the login screen.
+    async fn login_redirect(&self, req: &Request<Incoming>, now: i64) -> Response<Body> {
         let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-        format!(
+        let return_to = return_to::sanitize(target);
+        let remembered = match cookie(req.headers(), COMPANY_COOKIE) {
+            Some(company) if is_valid_company_id(&company) => {
+                self.tenants.by_company(&company).await.ok().flatten()
+            }
+            _ => None,
+        };
+        if let Some(tenant) = remembered.or_else(|| self.tenants.only_tenant()) {
+            return self.redirect_to_idp(&tenant, &return_to, req.headers(), now);
+        }
+        let location = format!(
             "{}?return_to={}",
             self.login_url,
-            utf8_percent_encode(target, RETURN_TO)
-        )
+            utf8_percent_encode(&return_to, RETURN_TO)
+        );
+        pages::redirect(StatusCode::FOUND, &location)
     }
 }
 
@@ -256,6 +527,62 @@ fn whoami(session: &Session) -> serde_json::Value {
 fn session_hash(sid: &str) -> String {
     let digest = Sha256::digest(sid.as_bytes());
     digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One audit event per login decision (SPEC §10).
+fn audit(
+    outcome: &str,
+    reason: &str,
+    reference: &str,
+    tenant: Option<&str>,
+    name_id: Option<&str>,
+) {
+    tracing::info!(
+        target: "samlgate::audit",
+        outcome,
+        reason,
+        reference,
+        tenant,
+        name_id,
+        "login"
+    );
+}
+
+/// A short random id shown to the user and logged with the precise reason.
+fn reference_id() -> String {
+    let mut bytes = [0u8; 6];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+async fn read_limited(req: Request<Incoming>, limit: usize) -> Result<Bytes, ()> {
+    Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(|_| ())
+}
+
+fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(bytes).into_owned().collect()
+}
+
+fn query_value<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+/// The first cookie called `name`.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
+        .map(str::to_owned)
 }
 
 /// Seconds since the Unix epoch.

@@ -1,0 +1,222 @@
+//! A strict first look at a SAMLResponse before any signature code sees it.
+//!
+//! roxmltree refuses DTDs (so no entities) and anything not well-formed, which
+//! libxml2 in recovery mode would accept. This pass also enforces the document
+//! shape SPEC §8 allows: one Assertion, unique IDs, and signatures that can only
+//! cover the Response or that Assertion, with a fixed set of algorithms. The
+//! values it reads are only compared, never used: what a login uses comes from
+//! the verified element (see `verify`).
+
+use std::collections::HashSet;
+
+use roxmltree::{Document, Node, ParsingOptions};
+
+use super::LoginRejection;
+
+pub(super) const NS_PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
+pub(super) const NS_ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+const NS_DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
+
+const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";
+const STRONG_SIGNATURES: [&str; 6] = [
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
+    "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
+    "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512",
+];
+const STRONG_DIGESTS: [&str; 3] = [
+    "http://www.w3.org/2001/04/xmlenc#sha256",
+    "http://www.w3.org/2001/04/xmldsig-more#sha384",
+    "http://www.w3.org/2001/04/xmlenc#sha512",
+];
+const SHA1_SIGNATURE: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
+const SHA1_DIGEST: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
+
+/// The shape of a response that passed the pre-scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Shape {
+    /// Response Issuer, if present.
+    pub response_issuer: Option<String>,
+    /// Assertion Issuer, if present.
+    pub assertion_issuer: Option<String>,
+    /// The single Assertion's ID.
+    pub assertion_id: String,
+    /// Response Destination, if present.
+    pub destination: Option<String>,
+    /// Response InResponseTo, if present.
+    pub in_response_to: Option<String>,
+    /// Top-level StatusCode value, if present.
+    pub status: Option<String>,
+    /// Whether the Response element itself carries a signature.
+    pub response_signed: bool,
+}
+
+/// Checks `xml` and returns its shape, or the first rule it breaks.
+pub(super) fn prescan(xml: &str, allow_sha1: bool) -> Result<Shape, LoginRejection> {
+    let options = ParsingOptions {
+        allow_dtd: false,
+        ..ParsingOptions::default()
+    };
+    let doc = Document::parse_with_options(xml, options).map_err(|error| match error {
+        roxmltree::Error::DtdDetected => LoginRejection::DtdForbidden,
+        _ => LoginRejection::Malformed,
+    })?;
+    if doc.descendants().any(|n| n.is_pi()) {
+        return Err(LoginRejection::DtdForbidden);
+    }
+    let root = doc.root_element();
+    if !is(root, NS_PROTOCOL, "Response") {
+        return Err(LoginRejection::Malformed);
+    }
+
+    let mut ids = HashSet::new();
+    for node in doc.descendants().filter(Node::is_element) {
+        for attribute in node.attributes() {
+            // xmlsec resolves `#x` through any attribute it was told is an ID; samael
+            // registers every `ID`, and we refuse look-alikes that other stacks use.
+            if attribute.namespace().is_none()
+                && matches!(attribute.name(), "ID" | "Id" | "id")
+                && !ids.insert(attribute.value())
+            {
+                return Err(LoginRejection::DuplicateId);
+            }
+        }
+    }
+
+    if doc
+        .descendants()
+        .any(|n| n.is_element() && n.tag_name().name() == "EncryptedAssertion")
+    {
+        return Err(LoginRejection::EncryptedAssertion);
+    }
+    let assertions: Vec<Node> = doc
+        .descendants()
+        .filter(|n| n.is_element() && n.tag_name().name() == "Assertion")
+        .collect();
+    let [assertion] = assertions.as_slice() else {
+        return Err(LoginRejection::AssertionCount);
+    };
+    if !is(*assertion, NS_ASSERTION, "Assertion") || assertion.parent_element() != Some(root) {
+        return Err(LoginRejection::AssertionCount);
+    }
+    let assertion_id = assertion
+        .attribute("ID")
+        .ok_or(LoginRejection::Malformed)?
+        .to_owned();
+
+    let mut response_signed = false;
+    let mut signature_count = 0;
+    for signature in doc
+        .descendants()
+        .filter(|n| n.is_element() && n.tag_name().name() == "Signature")
+    {
+        let parent = signature.parent_element();
+        if !is(signature, NS_DSIG, "Signature")
+            || (parent != Some(root) && parent != Some(*assertion))
+        {
+            return Err(LoginRejection::SignatureReference);
+        }
+        let parent = parent.expect("checked above");
+        if parent == root {
+            if response_signed {
+                return Err(LoginRejection::SignatureReference);
+            }
+            response_signed = true;
+        }
+        signature_count += 1;
+        check_signature(signature, parent, allow_sha1)?;
+    }
+    if signature_count == 0 {
+        return Err(LoginRejection::SignatureMissing);
+    }
+    if signature_count > 2 {
+        return Err(LoginRejection::SignatureReference);
+    }
+
+    Ok(Shape {
+        response_issuer: child(root, NS_ASSERTION, "Issuer").map(text),
+        assertion_issuer: child(*assertion, NS_ASSERTION, "Issuer").map(text),
+        assertion_id,
+        destination: root.attribute("Destination").map(str::to_owned),
+        in_response_to: root.attribute("InResponseTo").map(str::to_owned),
+        status: child(root, NS_PROTOCOL, "Status")
+            .and_then(|status| child(status, NS_PROTOCOL, "StatusCode"))
+            .and_then(|code| code.attribute("Value"))
+            .map(str::to_owned),
+        response_signed,
+    })
+}
+
+/// One enveloped signature over `parent`, by ID, with allowed algorithms only.
+fn check_signature(signature: Node, parent: Node, allow_sha1: bool) -> Result<(), LoginRejection> {
+    let signed_info =
+        child(signature, NS_DSIG, "SignedInfo").ok_or(LoginRejection::SignatureReference)?;
+    let c14n = child(signed_info, NS_DSIG, "CanonicalizationMethod")
+        .and_then(|n| n.attribute("Algorithm"));
+    if c14n != Some(EXC_C14N) {
+        return Err(LoginRejection::SignatureTransform);
+    }
+    let method =
+        child(signed_info, NS_DSIG, "SignatureMethod").and_then(|n| n.attribute("Algorithm"));
+    if !method
+        .is_some_and(|m| STRONG_SIGNATURES.contains(&m) || (allow_sha1 && m == SHA1_SIGNATURE))
+    {
+        return Err(LoginRejection::SignatureAlgorithm);
+    }
+    let references: Vec<Node> = children(signed_info, NS_DSIG, "Reference").collect();
+    let [reference] = references.as_slice() else {
+        return Err(LoginRejection::SignatureReference);
+    };
+    let expected = parent.attribute("ID").map(|id| format!("#{id}"));
+    if expected.is_none() || reference.attribute("URI") != expected.as_deref() {
+        return Err(LoginRejection::SignatureReference);
+    }
+    if let Some(transforms) = child(*reference, NS_DSIG, "Transforms") {
+        for transform in transforms.children().filter(Node::is_element) {
+            let algorithm = transform.attribute("Algorithm");
+            let allowed = is(transform, NS_DSIG, "Transform")
+                && matches!(algorithm, Some(ENVELOPED | EXC_C14N))
+                && !transform.children().any(|n| n.is_element());
+            if !allowed {
+                return Err(LoginRejection::SignatureTransform);
+            }
+        }
+    }
+    let digest = child(*reference, NS_DSIG, "DigestMethod").and_then(|n| n.attribute("Algorithm"));
+    if !digest.is_some_and(|d| STRONG_DIGESTS.contains(&d) || (allow_sha1 && d == SHA1_DIGEST)) {
+        return Err(LoginRejection::SignatureAlgorithm);
+    }
+    Ok(())
+}
+
+fn is(node: Node, namespace: &str, name: &str) -> bool {
+    node.is_element()
+        && node.tag_name().namespace() == Some(namespace)
+        && node.tag_name().name() == name
+}
+
+fn children<'a, 'input: 'a>(
+    node: Node<'a, 'input>,
+    namespace: &'a str,
+    name: &'a str,
+) -> impl Iterator<Item = Node<'a, 'input>> + 'a {
+    node.children().filter(move |n| is(*n, namespace, name))
+}
+
+fn child<'a, 'input>(
+    node: Node<'a, 'input>,
+    namespace: &str,
+    name: &str,
+) -> Option<Node<'a, 'input>> {
+    node.children().find(|n| is(*n, namespace, name))
+}
+
+fn text(node: Node) -> String {
+    node.descendants()
+        .filter(Node::is_text)
+        .filter_map(|n| n.text())
+        .collect::<String>()
+}
