@@ -1,20 +1,34 @@
 //! One-time state shared by logins: seen Assertion IDs and revoked sessions.
 //!
-//! In memory (moka, bounded, each entry kept until its own expiry). Entries are
-//! keyed by kind so an Assertion ID can never collide with a session id.
+//! Always kept in memory (moka, bounded, each entry until its own expiry); with
+//! `replay.redis_url` also in Redis, so every replica refuses an Assertion that
+//! any replica accepted (`SET NX PX`) and honours every logout. Keys are hashed
+//! and prefixed by kind, so an Assertion ID can never collide with a session id.
 
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use moka::Expiry;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sha2::{Digest as _, Sha256};
 
-/// Most entries kept; past that the oldest are evicted early.
+use crate::config::Secret;
+
+/// Most entries kept in memory; past that the oldest are evicted early.
 const CAPACITY: u64 = 1_000_000;
+/// How long a "not revoked" answer from Redis is trusted before asking again.
+/// Bounds the per-request cost; a logout reaches other replicas within it.
+const REVOCATION_RECHECK: Duration = Duration::from_secs(5);
+/// Redis must answer quickly: a login waits on it.
+const REDIS_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// Why the store could not answer.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    /// The shared store is unreachable.
+    /// The Redis URL could not be used.
+    #[error("invalid Redis URL")]
+    InvalidUrl,
+    /// The shared store is unreachable or failed.
     #[error("replay store unavailable: {0}")]
     Unavailable(String),
 }
@@ -31,12 +45,7 @@ impl Expiry<String, Duration> for UntilExpiry {
 #[derive(Clone)]
 pub struct ReplayStore {
     memory: Cache<String, Duration>,
-}
-
-impl Default for ReplayStore {
-    fn default() -> Self {
-        Self::memory()
-    }
+    redis: Option<ConnectionManager>,
 }
 
 impl ReplayStore {
@@ -47,31 +56,109 @@ impl ReplayStore {
                 .max_capacity(CAPACITY)
                 .expire_after(UntilExpiry)
                 .build(),
+            redis: None,
         }
     }
 
-    /// Records the Assertion `id` until `ttl` from now; false if it was already there.
-    pub async fn first_use(&self, id: &str, ttl: Duration) -> Result<bool, ReplayError> {
-        let entry = self
-            .memory
-            .entry(format!("assertion:{id}"))
-            .or_insert(ttl.max(Duration::from_secs(1)))
-            .await;
-        Ok(entry.is_fresh())
+    /// A store shared through Redis when `redis_url` is set. Connects lazily, so a
+    /// Redis outage at start-up only fails logins, not the process.
+    pub fn new(redis_url: Option<&Secret>) -> Result<Self, ReplayError> {
+        let mut store = Self::memory();
+        if let Some(url) = redis_url {
+            let client = redis::Client::open(url.expose()).map_err(|_| ReplayError::InvalidUrl)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(REDIS_TIMEOUT))
+                .set_response_timeout(Some(REDIS_TIMEOUT))
+                .set_number_of_retries(1);
+            let manager = ConnectionManager::new_lazy_with_config(client, config)
+                .map_err(|e| ReplayError::Unavailable(format!("{:?}", e.kind())))?;
+            store.redis = Some(manager);
+        }
+        Ok(store)
     }
 
-    /// Revokes session `sid` for `ttl` (its remaining lifetime).
+    /// Records Assertion `id` for `ttl`; `Ok(false)` if any replica saw it before.
+    pub async fn first_use(&self, id: &str, ttl: Duration) -> Result<bool, ReplayError> {
+        let key = key("assertion", id);
+        let ttl = ttl.max(Duration::from_secs(1));
+        if let Some(redis) = &self.redis {
+            let mut redis = redis.clone();
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .query_async(&mut redis)
+                .await
+                .map_err(unavailable)?;
+            if set.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(self.memory.entry(key).or_insert(ttl).await.is_fresh())
+    }
+
+    /// Revokes session `sid` for `ttl` (its remaining lifetime), everywhere.
     pub async fn revoke(&self, sid: &str, ttl: Duration) -> Result<(), ReplayError> {
-        self.memory
-            .insert(format!("session:{sid}"), ttl.max(Duration::from_secs(1)))
-            .await;
+        let key = key("revoked", sid);
+        let ttl = ttl.max(Duration::from_secs(1));
+        self.memory.insert(key.clone(), ttl).await;
+        if let Some(redis) = &self.redis {
+            let mut redis = redis.clone();
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(1)
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .query_async::<()>(&mut redis)
+                .await
+                .map_err(unavailable)?;
+        }
         Ok(())
     }
 
-    /// Whether session `sid` was revoked.
+    /// Whether session `sid` was revoked. With Redis down an established session
+    /// keeps working (logins fail closed instead); the error says so to the caller.
     pub async fn is_revoked(&self, sid: &str) -> Result<bool, ReplayError> {
-        Ok(self.memory.contains_key(&format!("session:{sid}")))
+        let key = key("revoked", sid);
+        if self.memory.contains_key(&key) {
+            return Ok(true);
+        }
+        let Some(redis) = &self.redis else {
+            return Ok(false);
+        };
+        let checked = key_checked(&key);
+        if self.memory.contains_key(&checked) {
+            return Ok(false);
+        }
+        let mut redis = redis.clone();
+        let revoked: bool = redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .map_err(unavailable)?;
+        if revoked {
+            self.memory.insert(key, REVOCATION_RECHECK).await;
+        } else {
+            self.memory.insert(checked, REVOCATION_RECHECK).await;
+        }
+        Ok(revoked)
     }
+}
+
+fn key(kind: &str, id: &str) -> String {
+    let digest = Sha256::digest(id.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("samlgate:{kind}:{hex}")
+}
+
+fn key_checked(key: &str) -> String {
+    format!("{key}:checked")
+}
+
+fn unavailable(error: redis::RedisError) -> ReplayError {
+    ReplayError::Unavailable(format!("{:?}", error.kind()))
 }
 
 #[cfg(test)]
@@ -95,5 +182,21 @@ mod tests {
         assert!(store.is_revoked("x").await.unwrap());
         assert!(!store.is_revoked("y").await.unwrap());
         assert!(store.first_use("x", Duration::from_secs(60)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_fails_closed_for_logins() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = Secret::new(format!("redis://127.0.0.1:{port}/0"));
+        let store = ReplayStore::new(Some(&url)).unwrap();
+        assert!(matches!(
+            store.first_use("a", Duration::from_secs(5)).await,
+            Err(ReplayError::Unavailable(_))
+        ));
+        assert!(store.is_revoked("s").await.is_err());
     }
 }

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::admin::{Admin, Metrics, Readiness};
 use crate::config::Config;
+use crate::replay::ReplayStore;
 
 pub use routes::App;
 
@@ -33,6 +34,9 @@ pub enum ServerError {
     /// The async runtime could not start.
     #[error("cannot start the runtime: {0}")]
     Runtime(io::Error),
+    /// The replay store could not be set up.
+    #[error("{0}")]
+    Replay(crate::replay::ReplayError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(io::Error),
@@ -58,7 +62,8 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         readiness: readiness.clone(),
     };
     let tls = config.tls.clone();
-    let app = Arc::new(App::new(&config, metrics));
+    let replay = ReplayStore::new(config.replay.redis_url.as_ref()).map_err(ServerError::Replay)?;
+    let app = Arc::new(App::new(&config, replay, metrics));
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

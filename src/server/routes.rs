@@ -66,7 +66,7 @@ struct Outcome {
 
 impl App {
     /// Builds the request handler for `config`.
-    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Self {
+    pub fn new(config: &Config, replay: ReplayStore, metrics: Arc<Metrics>) -> Self {
         let secure = config.public_url.scheme() == "https";
         let issuer = config.public_url.as_str().trim_end_matches('/').to_owned();
         let identity = IdentitySigner::new(&config.identity, issuer);
@@ -74,7 +74,6 @@ impl App {
             std::iter::once(config.identity.header.as_str()).chain(PLAIN_HEADERS),
         );
         let client = proxy::client(&config.upstream_ca);
-        let replay = ReplayStore::memory();
         Self {
             prefix: config.path_prefix.clone(),
             login_url: format!("{}/login", config.path_prefix),
@@ -182,7 +181,12 @@ impl App {
         let session = self.sessions.open(headers, now)?;
         match self.replay.is_revoked(&session.sid).await {
             Ok(false) => Some(session),
-            Ok(true) | Err(_) => None,
+            Ok(true) => None,
+            Err(error) => {
+                // Fail open for sessions already established (logins fail closed).
+                tracing::warn!(%error, "revocation check failed");
+                Some(session)
+            }
         }
     }
 
