@@ -215,10 +215,7 @@ fn check_assertion(
         .audience_restrictions
         .as_ref()
         .is_some_and(|all| {
-            !all.is_empty()
-                && all
-                    .iter()
-                    .all(|r| r.audience.contains(&expect.entity_id))
+            !all.is_empty() && all.iter().all(|r| r.audience.contains(&expect.entity_id))
         });
     if !audience_ok {
         return Err(LoginRejection::AudienceMismatch);
