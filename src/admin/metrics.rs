@@ -32,6 +32,32 @@ struct RequestLabels {
     status: u16,
 }
 
+/// Which lookup cache was consulted.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+enum Cache {
+    /// Accounts by company ID and NameID (SPEC §5).
+    account,
+    /// Tenants looked up by company ID or issuer (SPEC §6).
+    tenant,
+}
+
+/// Whether a lookup was answered from the cache.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+enum CacheResult {
+    /// Answered from the cache.
+    hit,
+    /// Not in the cache: asked the panel (or waited for a concurrent call asking it).
+    miss,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LookupCacheLabels {
+    cache: Cache,
+    result: CacheResult,
+}
+
 /// Every metric samlgate exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -39,6 +65,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     upstream_duration: Histogram,
     in_flight: Gauge,
+    lookup_cache: Family<LookupCacheLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -71,11 +98,18 @@ impl Metrics {
             "Requests being handled right now",
             in_flight.clone(),
         );
+        let lookup_cache = Family::<LookupCacheLabels, Counter>::default();
+        registry.register(
+            "lookup_cache",
+            "Account and tenant lookups, by cache and whether the cache answered",
+            lookup_cache.clone(),
+        );
         Self {
             registry,
             requests,
             upstream_duration,
             in_flight,
+            lookup_cache,
         }
     }
 
@@ -92,6 +126,28 @@ impl Metrics {
     /// Records how long the upstream took.
     pub fn upstream(&self, elapsed: Duration) {
         self.upstream_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one account lookup, answered from the cache (`hit`) or not.
+    pub fn account_cache(&self, hit: bool) {
+        self.count_lookup(Cache::account, hit);
+    }
+
+    /// Counts one tenant lookup, answered from the cache (`hit`) or not.
+    pub fn tenant_cache(&self, hit: bool) {
+        self.count_lookup(Cache::tenant, hit);
+    }
+
+    // The label enums stay private: `admin` re-exports only what its callers name.
+    fn count_lookup(&self, cache: Cache, hit: bool) {
+        let result = if hit {
+            CacheResult::hit
+        } else {
+            CacheResult::miss
+        };
+        self.lookup_cache
+            .get_or_create(&LookupCacheLabels { cache, result })
+            .inc();
     }
 
     /// Tracks one request in flight until the guard drops.
@@ -129,9 +185,14 @@ mod tests {
         metrics.request(RouteClass::proxy, StatusCode::OK);
         metrics.upstream(Duration::from_millis(3));
         let _guard = metrics.in_flight();
+        metrics.account_cache(true);
+        metrics.tenant_cache(false);
+        metrics.tenant_cache(false);
         let text = metrics.encode();
         assert!(text.contains("samlgate_http_requests_total{route=\"proxy\",status=\"200\"} 1"));
         assert!(text.contains("samlgate_upstream_request_duration_seconds_count 1"));
         assert!(text.contains("samlgate_http_requests_in_flight 1"));
+        assert!(text.contains("samlgate_lookup_cache_total{cache=\"account\",result=\"hit\"} 1"));
+        assert!(text.contains("samlgate_lookup_cache_total{cache=\"tenant\",result=\"miss\"} 2"));
     }
 }
