@@ -58,6 +58,12 @@ struct LookupCacheLabels {
     result: CacheResult,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LoginLabels {
+    outcome: &'static str,
+    reason: &'static str,
+}
+
 /// Every metric samlgate exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -66,6 +72,9 @@ pub struct Metrics {
     upstream_duration: Histogram,
     in_flight: Gauge,
     lookup_cache: Family<LookupCacheLabels, Counter>,
+    logins: Family<LoginLabels, Counter>,
+    replay_rejections: Counter,
+    sessions_started: Counter,
 }
 
 impl Default for Metrics {
@@ -104,12 +113,33 @@ impl Metrics {
             "Account and tenant lookups, by cache and whether the cache answered",
             lookup_cache.clone(),
         );
+        let logins = Family::<LoginLabels, Counter>::default();
+        registry.register(
+            "logins",
+            "Login decisions at the ACS, by outcome and reason code",
+            logins.clone(),
+        );
+        let replay_rejections = Counter::default();
+        registry.register(
+            "replay_rejections",
+            "SAML assertions refused because their ID was seen before",
+            replay_rejections.clone(),
+        );
+        let sessions_started = Counter::default();
+        registry.register(
+            "sessions_started",
+            "Sessions created by successful logins",
+            sessions_started.clone(),
+        );
         Self {
             registry,
             requests,
             upstream_duration,
             in_flight,
             lookup_cache,
+            logins,
+            replay_rejections,
+            sessions_started,
         }
     }
 
@@ -150,6 +180,22 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts one login decision; `reason` is a closed reason code.
+    pub fn login(&self, outcome: &'static str, reason: &'static str) {
+        self.logins
+            .get_or_create(&LoginLabels { outcome, reason })
+            .inc();
+        match (outcome, reason) {
+            ("success", _) => {
+                self.sessions_started.inc();
+            }
+            (_, "replayed") => {
+                self.replay_rejections.inc();
+            }
+            _ => {}
+        }
+    }
+
     /// Tracks one request in flight until the guard drops.
     pub fn in_flight(&self) -> InFlight {
         self.in_flight.inc();
@@ -188,11 +234,16 @@ mod tests {
         metrics.account_cache(true);
         metrics.tenant_cache(false);
         metrics.tenant_cache(false);
+        metrics.login("failure", "replayed");
+        metrics.login("success", "ok");
         let text = metrics.encode();
         assert!(text.contains("samlgate_http_requests_total{route=\"proxy\",status=\"200\"} 1"));
         assert!(text.contains("samlgate_upstream_request_duration_seconds_count 1"));
         assert!(text.contains("samlgate_http_requests_in_flight 1"));
         assert!(text.contains("samlgate_lookup_cache_total{cache=\"account\",result=\"hit\"} 1"));
         assert!(text.contains("samlgate_lookup_cache_total{cache=\"tenant\",result=\"miss\"} 2"));
+        assert!(text.contains("samlgate_logins_total{outcome=\"failure\",reason=\"replayed\"} 1"));
+        assert!(text.contains("samlgate_replay_rejections_total 1"));
+        assert!(text.contains("samlgate_sessions_started_total 1"));
     }
 }
