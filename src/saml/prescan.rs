@@ -56,6 +56,11 @@ pub(super) struct Shape {
 
 /// Checks `xml` and returns its shape, or the first rule it breaks.
 pub(super) fn prescan(xml: &str, allow_sha1: bool) -> Result<Shape, LoginRejection> {
+    // The text is UTF-8 here; a declaration naming another encoding would make
+    // libxml2 decode the same bytes differently from this parser.
+    if declared_encoding(xml).is_some_and(|e| !e.eq_ignore_ascii_case("utf-8")) {
+        return Err(LoginRejection::Malformed);
+    }
     let options = ParsingOptions {
         allow_dtd: false,
         ..ParsingOptions::default()
@@ -192,6 +197,17 @@ fn check_signature(signature: Node, parent: Node, allow_sha1: bool) -> Result<()
     Ok(())
 }
 
+/// The `encoding` pseudo-attribute of the XML declaration, if any.
+fn declared_encoding(xml: &str) -> Option<&str> {
+    let declaration = xml.trim_start_matches('\u{feff}').strip_prefix("<?xml")?;
+    let declaration = &declaration[..declaration.find("?>")?];
+    let rest = &declaration[declaration.find("encoding")? + "encoding".len()..];
+    let rest = rest.trim_start().strip_prefix('=')?.trim_start();
+    let quote = rest.chars().next()?;
+    let value = &rest[1..];
+    Some(&value[..value.find(quote)?])
+}
+
 fn is(node: Node, namespace: &str, name: &str) -> bool {
     node.is_element()
         && node.tag_name().namespace() == Some(namespace)
@@ -219,4 +235,66 @@ fn text(node: Node) -> String {
         .filter(Node::is_text)
         .filter_map(|n| n.text())
         .collect::<String>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_utf8_declarations_pass() {
+        assert_eq!(
+            declared_encoding(r#"<?xml version="1.0" encoding="UTF-8"?><a/>"#),
+            Some("UTF-8")
+        );
+        assert_eq!(
+            declared_encoding("<?xml version='1.0' encoding = 'latin1' ?><a/>"),
+            Some("latin1")
+        );
+        assert_eq!(declared_encoding("<a/>"), None);
+        assert_eq!(
+            prescan(r#"<?xml version="1.0" encoding="ISO-8859-1"?><a/>"#, false),
+            Err(LoginRejection::Malformed)
+        );
+    }
+
+    #[test]
+    fn doctype_and_processing_instructions_are_refused() {
+        assert_eq!(
+            prescan(r#"<!DOCTYPE r [<!ENTITY x "y">]><r/>"#, false),
+            Err(LoginRejection::DtdForbidden)
+        );
+        let pi = r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol"><?evil x?></samlp:Response>"#;
+        assert_eq!(prescan(pi, false), Err(LoginRejection::DtdForbidden));
+    }
+
+    #[test]
+    fn assertions_in_any_namespace_or_place_count() {
+        let doc = |inner: &str| {
+            format!(
+                r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="r">{inner}</samlp:Response>"#
+            )
+        };
+        let two = doc(r#"<saml:Assertion ID="a"/><saml:Assertion ID="b"/>"#);
+        assert_eq!(prescan(&two, false), Err(LoginRejection::AssertionCount));
+        let foreign = doc(r#"<x:Assertion xmlns:x="urn:other" ID="a"/>"#);
+        assert_eq!(
+            prescan(&foreign, false),
+            Err(LoginRejection::AssertionCount)
+        );
+        let nested = doc(r#"<samlp:Extensions><saml:Assertion ID="a"/></samlp:Extensions>"#);
+        assert_eq!(prescan(&nested, false), Err(LoginRejection::AssertionCount));
+        let duplicate = doc(r#"<saml:Assertion ID="r"/>"#);
+        assert_eq!(prescan(&duplicate, false), Err(LoginRejection::DuplicateId));
+        let unsigned = doc(r#"<saml:Assertion ID="a"/>"#);
+        assert_eq!(
+            prescan(&unsigned, false),
+            Err(LoginRejection::SignatureMissing)
+        );
+        let encrypted = doc(r#"<saml:EncryptedAssertion/>"#);
+        assert_eq!(
+            prescan(&encrypted, false),
+            Err(LoginRejection::EncryptedAssertion)
+        );
+    }
 }
