@@ -112,6 +112,13 @@ pub(super) fn prescan(xml: &str, allow_sha1: bool) -> Result<Shape, LoginRejecti
         .ok_or(LoginRejection::Malformed)?
         .to_owned();
 
+    // samael cannot even parse an empty NameID; name the actual problem.
+    let name_id = child(*assertion, NS_ASSERTION, "Subject")
+        .and_then(|subject| child(subject, NS_ASSERTION, "NameID"));
+    if name_id.is_some_and(|n| text(n).trim().is_empty()) {
+        return Err(LoginRejection::NameIdMissing);
+    }
+
     let mut response_signed = false;
     let mut signature_count = 0;
     for signature in doc
