@@ -2,6 +2,7 @@
 //! raw HTTP over sockets, and external programs (nginx, …) on free loopback ports.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod idp;
 pub mod panel;
 
 use std::io::{BufRead as _, BufReader};
@@ -190,6 +191,34 @@ impl Samlgate {
         self.logs.lock().unwrap().clone()
     }
 
+    /// The structured log events whose `message` is `message`, in order.
+    pub fn events(&self, message: &str) -> Vec<serde_json::Value> {
+        self.logs()
+            .iter()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|event| event["message"] == message)
+            .collect()
+    }
+
+    /// Waits (up to 5 s) until more than `already` events with `message` were logged
+    /// and returns the newest one.
+    pub async fn next_event(&self, message: &str, already: usize) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let events = self.events(message);
+            if events.len() > already {
+                return events.last().unwrap().clone();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no new {message:?} event was logged; the log:\n{}",
+                    self.logs().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -276,6 +305,146 @@ pub async fn get(addr: SocketAddr, path: &str, headers: &str) -> RawResponse {
         &format!("GET {path} HTTP/1.1\r\nHost: gate.test\r\n{headers}Connection: close\r\n\r\n"),
     )
     .await
+}
+
+/// Sends a request with a body while reading the answer concurrently, so an answer
+/// sent before the body is consumed (413) is still seen even if the server then
+/// resets the connection. `headers` lines each end in `\r\n`.
+pub async fn send_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> RawResponse {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: gate.test\r\n{headers}Content-Type: {content_type}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let writer = tokio::spawn(async move {
+        if write.write_all(head.as_bytes()).await.is_ok() {
+            let _ = write.write_all(&body).await;
+        }
+        // Keep the write half open until the answer has been read.
+        write
+    });
+    let mut bytes = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, read.read(&mut buf)).await {
+            Err(_) => panic!("no complete response within 20 s; got {bytes:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
+        }
+    }
+    writer.abort();
+    parse_response(&bytes)
+}
+
+/// A `application/x-www-form-urlencoded` POST of `fields`.
+pub async fn post_form(
+    addr: SocketAddr,
+    path: &str,
+    fields: &[(&str, &str)],
+    headers: &str,
+) -> RawResponse {
+    send_body(
+        addr,
+        "POST",
+        path,
+        headers,
+        "application/x-www-form-urlencoded",
+        form(fields).into_bytes(),
+    )
+    .await
+}
+
+/// The urlencoded form of `fields`.
+pub fn form(fields: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
+}
+
+/// The value a `Set-Cookie` header of `response` gives cookie `name`, if any.
+pub fn set_cookie(response: &RawResponse, name: &str) -> Option<String> {
+    response
+        .headers_named("set-cookie")
+        .into_iter()
+        .filter_map(|header| {
+            let pair = header.split(';').next()?.trim();
+            let (n, v) = pair.split_once('=')?;
+            (n.trim() == name).then(|| v.trim().to_owned())
+        })
+        .next_back()
+}
+
+/// The full `Set-Cookie` header for cookie `name`, if any.
+pub fn set_cookie_header<'a>(response: &'a RawResponse, name: &str) -> Option<&'a str> {
+    response.headers_named("set-cookie").into_iter().find(|h| {
+        h.split(';')
+            .next()
+            .and_then(|p| p.split_once('='))
+            .is_some_and(|(n, _)| n.trim() == name)
+    })
+}
+
+/// A minimal cookie jar: what one browser would send back (name → value; no paths,
+/// domains or expiry beyond "an empty value or Max-Age=0 deletes").
+#[derive(Debug, Default, Clone)]
+pub struct Browser {
+    pub cookies: Vec<(String, String)>,
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies every `Set-Cookie` of `response`.
+    pub fn absorb(&mut self, response: &RawResponse) {
+        for header in response.headers_named("set-cookie") {
+            let mut parts = header.split(';');
+            let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else {
+                continue;
+            };
+            let (name, value) = (name.trim().to_owned(), value.trim().to_owned());
+            let expired = parts.any(|a| {
+                let a = a.trim().to_ascii_lowercase();
+                a == "max-age=0" || a.starts_with("max-age=-")
+            });
+            self.cookies.retain(|(n, _)| *n != name);
+            if !expired && !value.is_empty() {
+                self.cookies.push((name, value));
+            }
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A `Cookie:` header line (with `\r\n`), or nothing without cookies.
+    pub fn cookie_header(&self) -> String {
+        if self.cookies.is_empty() {
+            return String::new();
+        }
+        let pairs: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect();
+        format!("Cookie: {}\r\n", pairs.join("; "))
+    }
 }
 
 pub fn parse_response(bytes: &[u8]) -> RawResponse {

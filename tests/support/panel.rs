@@ -1,5 +1,6 @@
 //! A mock of the panel, the one component we may mock: it records what it receives
-//! and offers slow, streaming and upgrading endpoints.
+//! and offers slow, streaming and upgrading endpoints, and the lookup API samlgate
+//! calls (SPEC §5 accounts, §6 tenants).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -42,11 +43,36 @@ impl Seen {
     }
 }
 
+/// One call of the account lookup API, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    pub company_id: String,
+    pub name_id: String,
+    pub authorization: Option<String>,
+}
+
+/// How `/internal/samlgate/accounts` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LookupMode {
+    /// 200 for registered accounts, 404 otherwise.
+    #[default]
+    Normal,
+    /// 500 for everything (an outage).
+    Error,
+    /// Never answers (well, after an hour).
+    Hang,
+}
+
 #[derive(Default)]
 struct State {
     seen: Mutex<Vec<Seen>>,
     first_upload_frame: Notify,
     release_stream: Notify,
+    /// (company_id, name_id) → answer JSON.
+    accounts: Mutex<Vec<(String, String, serde_json::Value)>>,
+    lookups: Mutex<Vec<Lookup>>,
+    lookup_mode: Mutex<LookupMode>,
+    tenants: Mutex<Vec<serde_json::Value>>,
 }
 
 /// The running mock panel.
@@ -109,6 +135,137 @@ impl Panel {
     pub fn release_stream(&self) {
         self.state.release_stream.notify_one();
     }
+
+    /// Registers an account for the lookup API: `name_id` of `company_id` is
+    /// `account_id` (email = the NameID, name "Test User", roles ["user"]).
+    pub fn add_account(&self, company_id: &str, name_id: &str, account_id: &str) {
+        self.add_account_json(
+            company_id,
+            name_id,
+            serde_json::json!({
+                "account_id": account_id,
+                "email": name_id,
+                "name": "Test User",
+                "roles": ["user"],
+            }),
+        );
+    }
+
+    /// Registers an account with an exact answer body.
+    pub fn add_account_json(&self, company_id: &str, name_id: &str, answer: serde_json::Value) {
+        self.state.accounts.lock().unwrap().push((
+            company_id.to_owned(),
+            name_id.to_owned(),
+            answer,
+        ));
+    }
+
+    /// Every call of the account lookup API so far, in order.
+    pub fn lookups(&self) -> Vec<Lookup> {
+        self.state.lookups.lock().unwrap().clone()
+    }
+
+    /// The NameIDs the account lookup API was asked about, in order.
+    pub fn looked_up_name_ids(&self) -> Vec<String> {
+        self.lookups().into_iter().map(|l| l.name_id).collect()
+    }
+
+    /// Switches the account lookup API between normal, failing (500) and hanging.
+    pub fn set_lookup_mode(&self, mode: LookupMode) {
+        *self.state.lookup_mode.lock().unwrap() = mode;
+    }
+
+    /// Registers a tenant for the tenant lookup API (the JSON of SPEC §6; it is
+    /// found by its `company_id` or `idp_issuer` field).
+    pub fn add_tenant(&self, tenant: serde_json::Value) {
+        self.state.tenants.lock().unwrap().push(tenant);
+    }
+}
+
+fn query_pairs(req: &Request<Incoming>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn query_value<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+async fn accounts(state: Arc<State>, req: &Request<Incoming>) -> Response<Body> {
+    let pairs = query_pairs(req);
+    let lookup = Lookup {
+        company_id: query_value(&pairs, "company_id").unwrap_or("").to_owned(),
+        name_id: query_value(&pairs, "name_id").unwrap_or("").to_owned(),
+        authorization: req
+            .headers()
+            .get("authorization")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+    };
+    state.lookups.lock().unwrap().push(lookup.clone());
+    let mode = *state.lookup_mode.lock().unwrap();
+    match mode {
+        LookupMode::Error => {
+            return json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &serde_json::json!({"error": "database is down"}),
+            )
+        }
+        LookupMode::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return json(StatusCode::GATEWAY_TIMEOUT, &serde_json::json!({}));
+        }
+        LookupMode::Normal => {}
+    }
+    let found = state
+        .accounts
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(company, name_id, _)| *company == lookup.company_id && *name_id == lookup.name_id)
+        .map(|(_, _, answer)| answer.clone());
+    match found {
+        Some(answer) => json(StatusCode::OK, &answer),
+        None => json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": "not found"}),
+        ),
+    }
+}
+
+fn tenants(state: &State, req: &Request<Incoming>) -> Response<Body> {
+    let pairs = query_pairs(req);
+    let wanted = query_value(&pairs, "company_id")
+        .map(|v| ("company_id", v))
+        .or_else(|| query_value(&pairs, "idp_issuer").map(|v| ("idp_issuer", v)));
+    let found = wanted.and_then(|(field, value)| {
+        state
+            .tenants
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|t| t[field].as_str() == Some(value))
+            .cloned()
+    });
+    match found {
+        Some(tenant) => json(StatusCode::OK, &tenant),
+        None => json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": "not found"}),
+        ),
+    }
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut response = text(status, value.to_string());
+    response.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body> {
@@ -127,6 +284,8 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body>
     state.seen.lock().unwrap().push(seen.clone());
     let path = req.uri().path().to_owned();
     match path.as_str() {
+        "/internal/samlgate/accounts" => accounts(state, &req).await,
+        "/internal/samlgate/tenants" => tenants(&state, &req),
         "/slow" => {
             let ms = req
                 .uri()
