@@ -1,12 +1,188 @@
-//! Responses samlgate writes itself: HTML pages for people, JSON for API callers.
+//! Responses samlgate writes itself: HTML pages for people (askama templates in
+//! `templates/`, one stylesheet), JSON for API callers.
 
+use askama::Template;
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use http::{Response, StatusCode};
 
-use crate::proxy::{full, Body};
+use crate::proxy::{empty, full, Body};
 
-const CSP: &str = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self' https: http:; frame-ancestors 'none'; base-uri 'none'";
+/// No script at all, styles only from samlgate itself, never framed. Forms go to
+/// samlgate, and the login form's 302 continues to the tenant's IdP (any origin).
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' https: http:; frame-ancestors 'none'; base-uri 'none'";
+
+/// The stylesheet, compiled in.
+const STYLESHEET: &str = include_str!("../../assets/samlgate.css");
+
+/// Where samlgate's own pages live: the stylesheet and the login screen.
+#[derive(Debug, Clone)]
+pub struct Pages {
+    stylesheet: String,
+    login_url: String,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    stylesheet: &'a str,
+    action: &'a str,
+    company_id: &'a str,
+    return_to: &'a str,
+    error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    stylesheet: &'a str,
+    title: &'a str,
+    paragraphs: &'a [&'a str],
+    reference: Option<&'a str>,
+    link: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "not_linked.html")]
+struct NotLinkedPage<'a> {
+    stylesheet: &'a str,
+    name_id: &'a str,
+    reference: &'a str,
+    retry: &'a str,
+}
+
+impl Pages {
+    /// Pages for samlgate's routes under `path_prefix`.
+    pub fn new(path_prefix: &str) -> Self {
+        Self {
+            stylesheet: format!("{path_prefix}/assets/samlgate.css"),
+            login_url: format!("{path_prefix}/login"),
+        }
+    }
+
+    /// The path the stylesheet is served at.
+    pub fn stylesheet_path(&self) -> &str {
+        &self.stylesheet
+    }
+
+    /// The Okta login screen (SPEC §4): company ID field, hidden `return_to`.
+    pub fn login_form(
+        &self,
+        status: StatusCode,
+        company_id: &str,
+        return_to: &str,
+        error: Option<&str>,
+    ) -> Response<Body> {
+        html(
+            status,
+            LoginPage {
+                stylesheet: &self.stylesheet,
+                action: &self.login_url,
+                company_id,
+                return_to,
+                error,
+            }
+            .render(),
+        )
+    }
+
+    /// A refused login: generic wording, the reference id for support.
+    pub fn login_refused(&self, reference: &str) -> Response<Body> {
+        self.message(
+            StatusCode::FORBIDDEN,
+            "Sign-in failed",
+            &[
+                "We could not sign you in with the answer from your identity provider.",
+                "Please start again. If this keeps happening, give your administrator the reference below.",
+            ],
+            Some(reference),
+        )
+    }
+
+    /// The Okta identity is valid but no panel account is linked to it (SPEC §5).
+    pub fn not_linked(&self, name_id: &str, reference: &str) -> Response<Body> {
+        html(
+            StatusCode::FORBIDDEN,
+            NotLinkedPage {
+                stylesheet: &self.stylesheet,
+                name_id,
+                reference,
+                retry: &self.login_url,
+            }
+            .render(),
+        )
+    }
+
+    /// A dependency (account or tenant lookup, replay store) is unavailable.
+    pub fn try_again_shortly(&self, reference: &str) -> Response<Body> {
+        self.message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Please try again shortly",
+            &["Sign-in is temporarily unavailable. Please try again in a moment."],
+            Some(reference),
+        )
+    }
+
+    /// The POST body was larger than samlgate accepts.
+    pub fn too_large(&self) -> Response<Body> {
+        self.message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request too large",
+            &["The sign-in request was larger than samlgate accepts."],
+            None,
+        )
+    }
+
+    /// The upstream could not be reached: a page for people, JSON for everyone else.
+    pub fn bad_gateway(&self, navigation: bool) -> Response<Body> {
+        if navigation {
+            self.message(
+                StatusCode::BAD_GATEWAY,
+                "Service unavailable",
+                &["The backup panel is not answering right now. Please try again in a moment."],
+                None,
+            )
+        } else {
+            json_error(StatusCode::BAD_GATEWAY, "bad_gateway")
+        }
+    }
+
+    /// The stylesheet response.
+    pub fn stylesheet(&self) -> Response<Body> {
+        let mut response = Response::new(full(STYLESHEET));
+        let headers = response.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/css; charset=utf-8"),
+        );
+        headers.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=3600"),
+        );
+        response
+    }
+
+    fn message(
+        &self,
+        status: StatusCode,
+        title: &str,
+        paragraphs: &[&str],
+        reference: Option<&str>,
+    ) -> Response<Body> {
+        let link = reference.map(|_| self.login_url.as_str());
+        html(
+            status,
+            MessagePage {
+                stylesheet: &self.stylesheet,
+                title,
+                paragraphs,
+                reference,
+                link,
+            }
+            .render(),
+        )
+    }
+}
 
 /// A JSON response that no cache may keep.
 pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
@@ -31,7 +207,7 @@ pub fn json_error(status: StatusCode, code: &str) -> Response<Body> {
 
 /// A redirect (`302 Found` or `303 See Other`) to `location`.
 pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
-    let mut response = Response::new(crate::proxy::empty());
+    let mut response = Response::new(empty());
     *response.status_mut() = status;
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(location) {
@@ -41,28 +217,9 @@ pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     response
 }
 
-/// The upstream could not be reached: a page for people, JSON for everyone else.
-pub fn bad_gateway(navigation: bool) -> Response<Body> {
-    if navigation {
-        html(
-            StatusCode::BAD_GATEWAY,
-            "Service unavailable",
-            "<p>The backup panel is not answering right now. Please try again in a moment.</p>",
-        )
-    } else {
-        json_error(StatusCode::BAD_GATEWAY, "bad_gateway")
-    }
-}
-
-/// An HTML page in samlgate's layout; `body` must already be escaped HTML.
-pub fn html(status: StatusCode, title: &str, body: &str) -> Response<Body> {
-    let page = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title}</title><style>{STYLE}</style></head>\
-         <body><main><h1>{title}</h1>{body}</main></body></html>\n",
-        title = escape(title),
-    );
+fn html(status: StatusCode, rendered: askama::Result<String>) -> Response<Body> {
+    // The templates take only strings; rendering cannot fail at run time.
+    let page = rendered.expect("templates render");
     let mut response = Response::new(full(page));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -79,106 +236,6 @@ pub fn html(status: StatusCode, title: &str, body: &str) -> Response<Body> {
         HeaderValue::from_static("nosniff"),
     );
     response
-}
-
-const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f4f6f8;color:#1d2733;margin:0}\
-main{max-width:28rem;margin:4rem auto;background:#fff;padding:2rem 2.5rem;border-radius:8px;\
-box-shadow:0 1px 4px rgba(0,0,0,.12)}h1{font-size:1.4rem;margin-top:0}label{display:block;\
-font-weight:600;margin-bottom:.4rem}input[type=text]{width:100%;box-sizing:border-box;padding:.6rem;\
-font-size:1rem;border:1px solid #8a96a3;border-radius:4px}button{margin-top:1rem;padding:.6rem 1.2rem;\
-font-size:1rem;background:#1f5fbf;color:#fff;border:0;border-radius:4px;cursor:pointer}\
-.error{color:#a4161a;font-weight:600}.hint{color:#4a5663;font-size:.9rem}code{background:#eef1f4;padding:0 .2rem}";
-
-/// The Okta login screen (SPEC §4): company ID field, hidden `return_to`.
-pub fn login_form(
-    status: StatusCode,
-    action: &str,
-    company_id: &str,
-    return_to: &str,
-    error: Option<&str>,
-) -> Response<Body> {
-    let error = error.map_or(String::new(), |e| {
-        format!(
-            "<p class=\"error\" role=\"alert\" id=\"error\">{}</p>",
-            escape(e)
-        )
-    });
-    let described = if error.is_empty() {
-        "hint"
-    } else {
-        "hint error"
-    };
-    let body = format!(
-        "<p>Sign in to the backup panel with your company's Okta account.</p>{error}\
-         <form method=\"post\" action=\"{action}\">\
-         <label for=\"company_id\">Okta company ID</label>\
-         <input type=\"text\" id=\"company_id\" name=\"company_id\" value=\"{company}\" \
-         required autocomplete=\"organization\" autocapitalize=\"none\" spellcheck=\"false\" \
-         aria-describedby=\"{described}\" autofocus>\
-         <p class=\"hint\" id=\"hint\">The company ID your administrator set up for Okta \
-         (shown on Okta's \"View SAML setup instructions\" page).</p>\
-         <input type=\"hidden\" name=\"return_to\" value=\"{return_to}\">\
-         <button type=\"submit\">Continue with Okta</button></form>",
-        action = escape(action),
-        company = escape(company_id),
-        return_to = escape(return_to),
-    );
-    html(status, "Sign in with Okta", &body)
-}
-
-/// A refused login: generic wording, the reference id for support.
-pub fn login_refused(reference: &str) -> Response<Body> {
-    html(
-        StatusCode::FORBIDDEN,
-        "Sign-in failed",
-        &format!(
-            "<p>We could not sign you in with the answer from your identity provider.</p>\
-             <p>Please start again from the login page. If this keeps happening, give your \
-             administrator this reference: <code>{}</code></p><p><a href=\"/\">Try again</a></p>",
-            escape(reference)
-        ),
-    )
-}
-
-/// The Okta identity is valid but no panel account is linked to it (SPEC §5).
-pub fn not_linked(name_id: &str, reference: &str) -> Response<Body> {
-    html(
-        StatusCode::FORBIDDEN,
-        "Your account is not linked yet",
-        &format!(
-            "<p>You signed in to Okta as <strong>{}</strong>, but the backup panel has no \
-             account for this identity yet.</p>\
-             <p>Accounts are synchronised from Google Workspace once every 24 hours, so a user \
-             who was created recently may not be there yet. An administrator of the backup panel \
-             can trigger the synchronisation by hand: <strong>Service → Protection</strong>, then \
-             the wheel icon in the top-right corner.</p>\
-             <p>Then try again. Reference: <code>{}</code></p><p><a href=\"/\">Try again</a></p>",
-            escape(name_id),
-            escape(reference)
-        ),
-    )
-}
-
-/// A dependency (account or tenant lookup, replay store) is unavailable.
-pub fn try_again_shortly(reference: &str) -> Response<Body> {
-    html(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Please try again shortly",
-        &format!(
-            "<p>Sign-in is temporarily unavailable. Please try again in a moment.</p>\
-             <p>Reference: <code>{}</code></p>",
-            escape(reference)
-        ),
-    )
-}
-
-/// The POST body was larger than samlgate accepts.
-pub fn too_large() -> Response<Body> {
-    html(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "Request too large",
-        "<p>The sign-in request was larger than samlgate accepts.</p>",
-    )
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -200,6 +257,12 @@ pub fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt as _;
+
+    async fn text(response: Response<Body>) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
 
     #[test]
     fn escape_covers_markup_and_quotes() {
@@ -207,5 +270,27 @@ mod tests {
             escape(r#"<a href="x" onclick='y'>&</a>"#),
             "&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
         );
+    }
+
+    #[tokio::test]
+    async fn user_input_is_escaped_in_every_page() {
+        let pages = Pages::new("/saml");
+        let evil = r#""><script>alert(1)</script>"#;
+        let login = pages.login_form(StatusCode::BAD_REQUEST, evil, evil, Some(evil));
+        assert_eq!(login.status(), StatusCode::BAD_REQUEST);
+        assert!(login.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'"));
+        let body = text(login).await;
+        assert!(!body.contains("<script>"), "{body}");
+        assert!(body.contains(r#"action="/saml/login""#), "{body}");
+        assert!(
+            body.contains(r#"href="/saml/assets/samlgate.css""#),
+            "{body}"
+        );
+        let not_linked = text(pages.not_linked(evil, "ABC")).await;
+        assert!(!not_linked.contains("<script>"));
+        assert!(not_linked.contains("24 hours") && not_linked.contains("wheel icon"));
     }
 }

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::config::{is_valid_company_id, Tenant};
 use crate::identity::{IdentitySigner, PLAIN_HEADERS};
 use crate::lookup::{AccountLookup, LookupError, TenantDirectory};
-use crate::pages;
+use crate::pages::{self, Pages};
 use crate::proxy::{self, Body, ClientInfo, IdentityHeaderStripper, Upstream};
 use crate::replay::ReplayStore;
 use crate::return_to;
@@ -43,6 +43,7 @@ const RETURN_TO: &AsciiSet = &NON_ALPHANUMERIC
 pub struct App {
     prefix: String,
     login_url: String,
+    pages: Pages,
     public_paths: Vec<String>,
     secure: bool,
     sessions: SessionCodec,
@@ -77,6 +78,7 @@ impl App {
         Self {
             prefix: config.path_prefix.clone(),
             login_url: format!("{}/login", config.path_prefix),
+            pages: Pages::new(&config.path_prefix),
             public_paths: config.public_paths.clone(),
             secure,
             sessions: SessionCodec::new(&config.session, secure),
@@ -171,7 +173,7 @@ impl App {
             }
             Err(error) => {
                 tracing::warn!(%error, "upstream unavailable");
-                pages::bad_gateway(navigation)
+                self.pages.bad_gateway(navigation)
             }
         }
     }
@@ -231,6 +233,7 @@ impl App {
                 response
             }
             ("/whoami" | "/auth", _, None) if read => pages::unauthenticated(&self.login_url),
+            ("/assets/samlgate.css", _, _) if read => self.pages.stylesheet(),
             ("/login", &Method::GET, _) => self.login_page(&req, now).await,
             ("/login", &Method::POST, _) => self.login_submit(req, now).await,
             ("/acs", &Method::POST, _) => self.acs(req, now).await,
@@ -255,13 +258,8 @@ impl App {
             }
             None => {
                 let remembered = cookie(req.headers(), COMPANY_COOKIE).unwrap_or_default();
-                pages::login_form(
-                    StatusCode::OK,
-                    &self.login_url,
-                    &remembered,
-                    &return_to,
-                    None,
-                )
+                self.pages
+                    .login_form(StatusCode::OK, &remembered, &return_to, None)
             }
         }
     }
@@ -270,7 +268,7 @@ impl App {
     async fn login_submit(&self, req: Request<Incoming>, now: i64) -> Response<Body> {
         let headers = req.headers().clone();
         let Ok(body) = read_limited(req, MAX_FORM_BYTES).await else {
-            return pages::too_large();
+            return self.pages.too_large();
         };
         let form = form_pairs(&body);
         let return_to = return_to::sanitize(query_value(&form, "return_to").unwrap_or("/"));
@@ -293,14 +291,13 @@ impl App {
         };
         match tenant {
             Ok(Some(tenant)) => self.redirect_to_idp(&tenant, return_to, headers, now),
-            Ok(None) | Err(LookupError::NotFound) => pages::login_form(
+            Ok(None) | Err(LookupError::NotFound) => self.pages.login_form(
                 StatusCode::BAD_REQUEST,
-                &self.login_url,
                 &company,
                 return_to,
                 Some("We don't know this company ID. Check it with your administrator and try again."),
             ),
-            Err(LookupError::Unavailable(_)) => pages::try_again_shortly(&reference_id()),
+            Err(LookupError::Unavailable(_)) => self.pages.try_again_shortly(&reference_id()),
         }
     }
 
@@ -329,7 +326,7 @@ impl App {
                 None,
                 None,
             );
-            return pages::too_large();
+            return self.pages.too_large();
         };
         let form = form_pairs(&body);
         let Some(saml_response) = query_value(&form, "SAMLResponse") else {
@@ -340,7 +337,7 @@ impl App {
                 None,
                 None,
             );
-            return pages::login_refused(&reference);
+            return self.pages.login_refused(&reference);
         };
         let relay_state = query_value(&form, "RelayState");
         let login = match self
@@ -358,9 +355,9 @@ impl App {
                     None,
                 );
                 return match refusal.reason {
-                    LoginRejection::BodyTooLarge => pages::too_large(),
-                    reason if reason.is_unavailable() => pages::try_again_shortly(&reference),
-                    _ => pages::login_refused(&reference),
+                    LoginRejection::BodyTooLarge => self.pages.too_large(),
+                    reason if reason.is_unavailable() => self.pages.try_again_shortly(&reference),
+                    _ => self.pages.login_refused(&reference),
                 };
             }
         };
@@ -375,7 +372,7 @@ impl App {
                     Some(company),
                     Some(&login.name_id),
                 );
-                return pages::not_linked(&login.name_id, &reference);
+                return self.pages.not_linked(&login.name_id, &reference);
             }
             Err(LookupError::Unavailable(_)) => {
                 audit(
@@ -385,7 +382,7 @@ impl App {
                     Some(company),
                     Some(&login.name_id),
                 );
-                return pages::try_again_shortly(&reference);
+                return self.pages.try_again_shortly(&reference);
             }
         };
         let session = Session {
