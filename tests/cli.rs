@@ -160,3 +160,23 @@ fn the_shipped_example_configurations_pass_check() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn limits_are_validated_with_their_keys() {
+    let keys = Keys::new(Algorithm::Es256);
+    let path = keys.path("samlgate.toml");
+    let toml = config_toml(&keys, "http://127.0.0.1:3000", "", "")
+        + "\n[limits]\nmax_connections = 0\nheader_read_timeout = \"soon\"\n";
+    std::fs::write(&path, toml).unwrap();
+    let out = samlgate(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("limits.max_connections: expected a positive whole number"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(r#"limits.header_read_timeout: invalid duration "soon""#),
+        "{stderr}"
+    );
+}

@@ -22,8 +22,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use url::Url;
 
 use super::{
-    is_valid_company_id, AccountLookupConfig, Config, IdentityConfig, LogFormat, ReplayConfig,
-    Secret, SessionConfig, SpConfig, Tenant, TenantLookupConfig,
+    is_valid_company_id, AccountLookupConfig, Config, IdentityConfig, LimitsConfig, LogFormat,
+    ReplayConfig, Secret, SessionConfig, SpConfig, Tenant, TenantLookupConfig,
 };
 use crate::identity::{Algorithm, IdentityKey};
 use crate::session::SessionKey;
@@ -98,6 +98,10 @@ plain_headers = false
 timeout = "2s"
 cache_ttl = "5m"
 negative_ttl = "30s"
+
+[limits]
+header_read_timeout = "30s"
+max_connections = 16384
 
 [log]
 format = "json"
@@ -174,9 +178,11 @@ const ROOT_KEYS: &[&str] = &[
     "account_lookup",
     "tenant_lookup",
     "replay",
+    "limits",
     "log",
     "tenants",
 ];
+const LIMITS_KEYS: &[&str] = &["header_read_timeout", "max_connections"];
 const TLS_KEYS: &[&str] = &["cert", "cert_file", "key", "key_file"];
 const UPSTREAM_TLS_KEYS: &[&str] = &["ca", "ca_file"];
 const SP_KEYS: &[&str] = &[
@@ -486,6 +492,7 @@ impl Reader {
         let account_lookup = self.account_lookup(&root);
         let tenant_lookup = self.tenant_lookup(&root);
         let replay = self.replay(&root);
+        let limits = self.limits(&root);
         let log_format = self.log(&root);
         let tenants = self.tenants(&root);
 
@@ -504,6 +511,7 @@ impl Reader {
             account_lookup: account_lookup?,
             tenant_lookup,
             replay: replay.unwrap_or_default(),
+            limits: limits?,
             log_format: log_format?,
             tenants: tenants?,
         })
@@ -735,6 +743,28 @@ impl Reader {
             }
         });
         Some(ReplayConfig { redis_url })
+    }
+
+    fn limits(&mut self, root: &Table) -> Option<LimitsConfig> {
+        let t = self.section(root, "limits", LIMITS_KEYS)?;
+        let header_read_timeout = self.duration(&t, "header_read_timeout");
+        let max_connections = self.value(&t, "max_connections", true, |v| match v {
+            Value::Num(_, n) => n
+                .to_i128()
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| "expected a positive whole number".to_owned()),
+            Value::String(_, s) => s
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| "expected a positive whole number".to_owned()),
+            _ => Err("expected a positive whole number".to_owned()),
+        });
+        Some(LimitsConfig {
+            header_read_timeout: header_read_timeout?,
+            max_connections: max_connections?,
+        })
     }
 
     fn log(&mut self, root: &Table) -> Option<LogFormat> {

@@ -53,6 +53,8 @@ pub struct Config {
     pub tenant_lookup: Option<TenantLookupConfig>,
     /// Shared replay and request state, when configured.
     pub replay: ReplayConfig,
+    /// Connection limits of the public listener.
+    pub limits: LimitsConfig,
     /// Log output format.
     pub log_format: LogFormat,
     /// Static tenants.
@@ -133,6 +135,15 @@ pub struct TenantLookupConfig {
 pub struct ReplayConfig {
     /// Redis URL for state shared between replicas; memory only when absent.
     pub redis_url: Option<Secret>,
+}
+
+/// `[limits]`: protection of the public listener.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Time to send a request's headers; also the idle keep-alive limit.
+    pub header_read_timeout: Duration,
+    /// Most open client connections; past it samlgate stops accepting.
+    pub max_connections: usize,
 }
 
 /// `[log] format`.

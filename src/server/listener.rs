@@ -5,32 +5,48 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::Admin;
+use crate::config::LimitsConfig;
 use crate::proxy::ClientInfo;
 
 use super::App;
 
 /// Time a client has to complete a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (request line and headers); larger gets 431.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most request headers; more gets 431.
+const MAX_HEADERS: usize = 100;
+/// Most concurrent HTTP/2 streams per connection.
+const MAX_H2_STREAMS: u32 = 256;
 
 /// Serves the public listener until `stop` flips, then waits for open connections.
 pub(super) async fn serve_public(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     app: Arc<App>,
+    limits: LimitsConfig,
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
     let acceptor = tls.map(TlsAcceptor::from);
+    // Past `max_connections` samlgate stops accepting (the kernel backlog queues)
+    // instead of running out of memory or descriptors.
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let header_read_timeout = limits.header_read_timeout;
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            _ = stop.changed() => break,
+        };
         let (stream, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -48,10 +64,11 @@ pub(super) async fn serve_public(
         let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             match acceptor {
                 None => {
                     let client = ClientInfo { addr, tls: false };
-                    serve_connection(stream, client, app, watcher).await;
+                    serve_connection(stream, client, app, watcher, header_read_timeout).await;
                 }
                 Some(acceptor) => {
                     let handshake =
@@ -59,7 +76,8 @@ pub(super) async fn serve_public(
                     match handshake {
                         Ok(Ok(stream)) => {
                             let client = ClientInfo { addr, tls: true };
-                            serve_connection(stream, client, app, watcher).await;
+                            serve_connection(stream, client, app, watcher, header_read_timeout)
+                                .await;
                         }
                         Ok(Err(error)) => tracing::debug!(%error, %addr, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
@@ -77,6 +95,7 @@ async fn serve_connection<IO>(
     client: ClientInfo,
     app: Arc<App>,
     watcher: hyper_util::server::graceful::Watcher,
+    header_read_timeout: Duration,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -84,7 +103,19 @@ async fn serve_connection<IO>(
         let app = app.clone();
         async move { Ok::<_, Infallible>(app.handle(req, client).await) }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .max_concurrent_streams(MAX_H2_STREAMS)
+        .keep_alive_interval(header_read_timeout);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(error) = watcher.watch(connection.into_owned()).await {
         tracing::debug!(%error, addr = %client.addr, "connection ended with an error");

@@ -78,7 +78,13 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
         "listening"
     );
     let admin_task = tokio::spawn(listener::serve_admin(admin_listener, admin));
-    let public_task = tokio::spawn(listener::serve_public(public, tls, app, stop_rx));
+    let public_task = tokio::spawn(listener::serve_public(
+        public,
+        tls,
+        app,
+        config.limits.clone(),
+        stop_rx,
+    ));
 
     tokio::select! {
         _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "draining"),
