@@ -147,6 +147,16 @@ impl Pages {
         }
     }
 
+    /// A state-changing POST from another site.
+    pub fn cross_site(&self) -> Response<Body> {
+        self.message(
+            StatusCode::FORBIDDEN,
+            "Request refused",
+            &["This request came from another site. Please use the backup panel's own login page."],
+            None,
+        )
+    }
+
     /// The stylesheet response.
     pub fn stylesheet(&self) -> Response<Body> {
         let mut response = Response::new(full(STYLESHEET));

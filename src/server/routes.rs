@@ -44,6 +44,7 @@ pub struct App {
     prefix: String,
     login_url: String,
     pages: Pages,
+    origin: String,
     public_paths: Vec<String>,
     secure: bool,
     sessions: SessionCodec,
@@ -79,6 +80,7 @@ impl App {
             prefix: config.path_prefix.clone(),
             login_url: format!("{}/login", config.path_prefix),
             pages: Pages::new(&config.path_prefix),
+            origin: config.public_url.origin().ascii_serialization(),
             public_paths: config.public_paths.clone(),
             secure,
             sessions: SessionCodec::new(&config.session, secure),
@@ -235,6 +237,9 @@ impl App {
             ("/whoami" | "/auth", _, None) if read => pages::unauthenticated(&self.login_url),
             ("/assets/samlgate.css", _, _) if read => self.pages.stylesheet(),
             ("/login", &Method::GET, _) => self.login_page(&req, now).await,
+            ("/login" | "/logout", &Method::POST, _) if self.is_cross_site(req.headers()) => {
+                self.pages.cross_site()
+            }
             ("/login", &Method::POST, _) => self.login_submit(req, now).await,
             ("/acs", &Method::POST, _) => self.acs(req, now).await,
             ("/logout", &Method::GET | &Method::POST, _) => self.logout(session, now).await,
@@ -262,6 +267,17 @@ impl App {
                     .login_form(StatusCode::OK, &remembered, &return_to, None)
             }
         }
+    }
+
+    /// Whether a state-changing POST comes from another site (login/logout CSRF).
+    /// Browsers send `Sec-Fetch-Site`; older ones at least `Origin` on POST.
+    fn is_cross_site(&self, headers: &HeaderMap) -> bool {
+        if let Some(site) = headers.get("sec-fetch-site") {
+            return !matches!(site.as_bytes(), b"same-origin" | b"none");
+        }
+        headers
+            .get(http::header::ORIGIN)
+            .is_some_and(|origin| origin.as_bytes() != self.origin.as_bytes())
     }
 
     /// `POST /saml/login`: the submitted form.
