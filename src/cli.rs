@@ -108,7 +108,7 @@ fn run(path: Option<&Path>) -> ExitCode {
         Err(code) => return code,
     };
     crate::telemetry::init(config.log_format);
-    match crate::server::run_blocking(config) {
+    match crate::server::run_blocking(config, path.map(Path::to_path_buf)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "samlgate stopped");

@@ -64,6 +64,11 @@ struct LoginLabels {
     reason: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: &'static str,
+}
+
 /// Every metric samlgate exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -75,6 +80,7 @@ pub struct Metrics {
     logins: Family<LoginLabels, Counter>,
     replay_rejections: Counter,
     sessions_started: Counter,
+    config_reloads: Family<ReloadLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -131,7 +137,14 @@ impl Metrics {
             "Sessions created by successful logins",
             sessions_started.clone(),
         );
+        let config_reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP), by result",
+            config_reloads.clone(),
+        );
         Self {
+            config_reloads,
             registry,
             requests,
             upstream_duration,
@@ -194,6 +207,14 @@ impl Metrics {
             }
             _ => {}
         }
+    }
+
+    /// Counts one configuration reload.
+    pub fn config_reload(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.config_reloads
+            .get_or_create(&ReloadLabels { result })
+            .inc();
     }
 
     /// Tracks one request in flight until the guard drops.

@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -11,13 +12,12 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tokio_rustls::TlsAcceptor;
 
 use crate::admin::Admin;
 use crate::config::LimitsConfig;
 use crate::proxy::ClientInfo;
 
-use super::App;
+use super::Current;
 
 /// Time a client has to complete a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,13 +31,11 @@ const MAX_H2_STREAMS: u32 = 256;
 /// Serves the public listener until `stop` flips, then waits for open connections.
 pub(super) async fn serve_public(
     listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    app: Arc<App>,
+    current: Arc<ArcSwap<Current>>,
     limits: LimitsConfig,
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let acceptor = tls.map(TlsAcceptor::from);
     // Past `max_connections` samlgate stops accepting (the kernel backlog queues)
     // instead of running out of memory or descriptors.
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -60,9 +58,9 @@ pub(super) async fn serve_public(
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
+        let app = current.clone();
         let watcher = graceful.watcher();
-        let acceptor = acceptor.clone();
+        let acceptor = current.load().tls.clone();
         tokio::spawn(async move {
             let _slot = slot;
             match acceptor {
@@ -93,14 +91,16 @@ pub(super) async fn serve_public(
 async fn serve_connection<IO>(
     io: IO,
     client: ClientInfo,
-    app: Arc<App>,
+    current: Arc<ArcSwap<Current>>,
     watcher: hyper_util::server::graceful::Watcher,
     header_read_timeout: Duration,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Each request takes the configuration in force when it arrives, so a reload
+    // reaches keep-alive connections too.
     let service = service_fn(move |req| {
-        let app = app.clone();
+        let app = current.load().app.clone();
         async move { Ok::<_, Infallible>(app.handle(req, client).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
