@@ -40,6 +40,18 @@ const MAX_ENCODED_BYTES: usize = MAX_RESPONSE_BYTES / 3 * 4 + 4 + MAX_RESPONSE_B
 /// Name of the request-state cookie.
 pub const REQUEST_COOKIE: &str = "samlgate_request";
 
+/// Runs `f` while holding the lock that serialises every use of libxml2/xmlsec in
+/// this process (they keep process-wide state; samlgate verifies under the same
+/// lock). Anything else in the process that signs or verifies XML with samael, such
+/// as the demo's development IdP, must do it inside this. Blocking: call it from a
+/// blocking thread.
+pub fn with_xmlsec<T>(f: impl FnOnce() -> T) -> T {
+    let _guard = verify::XMLSEC
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    f()
+}
+
 /// The service provider: builds requests and judges responses.
 pub struct Saml {
     expect: Expectations,

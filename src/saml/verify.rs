@@ -27,7 +27,7 @@ const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
 
 /// libxml2 and xmlsec keep process-wide state that samael only guards during
 /// initialisation; one verification at a time keeps them consistent.
-static XMLSEC: Mutex<()> = Mutex::new(());
+pub(super) static XMLSEC: Mutex<()> = Mutex::new(());
 
 /// What the service provider expects of every response.
 #[derive(Debug, Clone)]
