@@ -240,7 +240,9 @@ fn html(status: StatusCode, rendered: askama::Result<String>) -> Response<Body> 
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("content-security-policy", HeaderValue::from_static(CSP));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // `same-origin`, not `no-referrer`: with no-referrer browsers send `Origin: null` on
+    // the login form's own POST, which the CSRF check must refuse.
+    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     headers.insert(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
