@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
@@ -145,12 +145,8 @@ pub(super) async fn form(req: Request<Incoming>) -> Option<Vec<(String, String)>
 
 /// The first cookie called `name`.
 pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(name)?.strip_prefix('='))
+    crate::session::cookies(headers, name)
+        .next()
         .map(str::to_owned)
 }
 

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 
@@ -45,13 +44,7 @@ impl RequestState {
 
     /// The unexpired entries this browser carries.
     pub fn read(&self, headers: &HeaderMap, now: i64) -> Vec<Pending> {
-        let prefix = format!("{}=", self.name);
-        headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().strip_prefix(prefix.as_str()))
+        crate::session::cookies(headers, &self.name)
             .filter_map(|value| self.sealer.open(PURPOSE, value))
             .filter_map(|plain| serde_json::from_slice::<Vec<Pending>>(&plain).ok())
             .flatten()

@@ -129,15 +129,7 @@ impl SessionCodec {
     /// and since each candidate is authenticated on its own, accepting any valid one
     /// lets nobody in who does not hold a genuine session.
     pub fn open(&self, headers: &HeaderMap, now: i64) -> Option<Session> {
-        headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|header| header.to_str().ok())
-            .flat_map(|header| header.split(';'))
-            .filter_map(|pair| {
-                let (name, value) = pair.split_once('=')?;
-                (name.trim() == self.cookie_name).then(|| value.trim())
-            })
+        cookies(headers, &self.cookie_name)
             .take(MAX_CANDIDATES)
             .find_map(|value| {
                 let json = self.sealer.open(SESSION_PURPOSE, value)?;
@@ -145,6 +137,19 @@ impl SessionCodec {
                 (session.expires_at > now).then_some(session)
             })
     }
+}
+
+/// Every value of cookie `name` in every `Cookie` header, in order.
+pub fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|header| header.to_str().ok())
+        .flat_map(|header| header.split(';'))
+        .filter_map(move |pair| {
+            let (key, value) = pair.split_once('=')?;
+            (key.trim() == name).then(|| value.trim())
+        })
 }
 
 #[cfg(test)]
