@@ -21,8 +21,12 @@ pub fn sanitize(raw: &str) -> String {
     }
 }
 
+/// Longer targets become `/`: they ride in the request-state cookie, which must
+/// stay under browsers' 4 KiB cookie limit with several logins in flight.
+const MAX_LEN: usize = 1024;
+
 fn is_local_path(raw: &str) -> bool {
-    if has_control(raw) {
+    if raw.len() > MAX_LEN || has_control(raw) {
         return false;
     }
     let Some(decoded) = fully_decoded(raw) else {

@@ -367,3 +367,53 @@ async fn logs_carry_one_event_per_request_and_no_cookie_value() {
     assert!(!all.contains("secret=1"), "query string in the logs");
     assert!(!all.contains(&keys.session_key));
 }
+
+#[tokio::test]
+async fn h2c_upgrades_are_never_tunnelled() {
+    let (keys, panel, gate) = setup().await;
+    let h2c = "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n";
+    // Forwarded as a plain request, on a public path and with a session alike.
+    let public = get(gate.addr, "/static/x", h2c).await;
+    assert_eq!(public.status, 200);
+    let seen = panel.last("/static/x");
+    assert!(seen.header("upgrade").is_none());
+    assert!(seen.header("http2-settings").is_none());
+    // Other upgrades on a public path need a session: a tunnel is not a static file.
+    let websocket = get(
+        gate.addr,
+        "/static/ws",
+        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+    )
+    .await;
+    assert_eq!(websocket.status, 401);
+    let response = get(gate.addr, "/app", &format!("{h2c}{}", cookie_header(&keys))).await;
+    assert_eq!(response.status, 200);
+    let seen = panel.last("/app");
+    assert!(seen.header("upgrade").is_none());
+    assert!(seen.header("http2-settings").is_none());
+}
+
+#[tokio::test]
+async fn path_parameters_and_double_encoding_are_not_public() {
+    let (_keys, panel, gate) = setup().await;
+    for sneaky in [
+        "/static/..;/admin",
+        "/static/..%252fadmin",
+        "/static/x;jsessionid=1",
+    ] {
+        assert_eq!(get(gate.addr, sneaky, "").await.status, 401, "{sneaky}");
+    }
+    assert!(panel.seen().is_empty());
+}
+
+#[tokio::test]
+async fn samlgate_cookies_never_reach_the_panel() {
+    let (keys, panel, gate) = setup().await;
+    let value = keys.codec(COOKIE, false).seal(&alice(unix_now()));
+    let headers = format!(
+        "Cookie: theme=dark; {COOKIE}={value}\r\nCookie: samlgate_company=acme; samlgate_request=x; lang=en\r\n"
+    );
+    assert_eq!(get(gate.addr, "/app", &headers).await.status, 200);
+    let seen = panel.last("/app");
+    assert_eq!(seen.headers_named("cookie"), vec!["theme=dark; lang=en"]);
+}

@@ -1203,3 +1203,99 @@ async fn relay_state_open_redirects_lead_to_root() {
     t.accepted(&t.signed(&t.spec()), "/reports?x=1", "/reports?x=1")
         .await;
 }
+
+// ---------------------------------------------------------------------------------
+// Findings of the adversarial review: each fails without its defence.
+
+/// Inserts `what` right before the Assertion's `</ds:Signature>`: the enveloped
+/// signature does not cover its own element, so the signature stays valid.
+fn inside_assertion_signature(signed: &str, what: &str) -> String {
+    let assertion = signed.find("<saml2:Assertion").unwrap_or(0);
+    let end = assertion + signed[assertion..].find("</ds:Signature>").unwrap();
+    format!("{}{what}{}", &signed[..end], &signed[end..])
+}
+
+#[tokio::test]
+async fn deep_nesting_is_refused_and_the_process_survives() {
+    let Some(t) = Ctx::start().await else { return };
+    // Well inside the size limits; a recursive parser overflows its stack on it.
+    let deep = format!("{}{}", "<a>".repeat(20_000), "</a>".repeat(20_000));
+    t.refused(&deep, &["malformed"]).await;
+    // Still alive and still judging correctly.
+    t.accepted(&t.signed(&t.spec()), "/", "/").await;
+    // 300 levels after a valid Response would be dropped by libxml2's recovery mode,
+    // hiding a second Signature from the verifier (require_signed_response bypass).
+    let padded = t.signed(&t.spec()).replace(
+        "</saml2p:Response>",
+        &format!(
+            "{}{}</saml2p:Response>",
+            "<x:d xmlns:x=\"urn:x\">".repeat(300),
+            "</x:d>".repeat(300)
+        ),
+    );
+    t.refused(&padded, &["malformed"]).await;
+}
+
+#[tokio::test]
+async fn manifest_references_are_never_fetched() {
+    let Some(t) = Ctx::start().await else { return };
+    let ssrf = format!("http://{}/ssrf", t.panel.addr);
+    for uri in [ssrf.as_str(), "file:///dev/zero"] {
+        let manifest = format!(
+            r#"<ds:Object><ds:Manifest><ds:Reference URI="{uri}"><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue>AAAA</ds:DigestValue></ds:Reference></ds:Manifest></ds:Object>"#
+        );
+        let xml = inside_assertion_signature(&t.signed(&t.spec()), &manifest);
+        let started = std::time::Instant::now();
+        t.refused(&xml, &["signature_reference"]).await;
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{uri}"
+        );
+    }
+    assert!(
+        t.panel
+            .seen()
+            .iter()
+            .all(|s| !s.path_and_query.starts_with("/ssrf")),
+        "samlgate fetched a Manifest reference"
+    );
+    // The same through a prefix undeclaration that only libxml2 resolves to dsig.
+    let hidden = format!(
+        r#"<ds:Object xmlns:ds=""><ds:Manifest><ds:Reference URI="{ssrf}"/></ds:Manifest></ds:Object>"#
+    );
+    let xml = inside_assertion_signature(&t.signed(&t.spec()), &hidden);
+    t.refused(&xml, &["malformed"]).await;
+    let retrieval = r#"<ds:KeyInfo><ds:RetrievalMethod URI="file:///etc/passwd"/></ds:KeyInfo>"#;
+    let xml = t
+        .signed(&t.spec())
+        .replacen("<ds:KeyInfo>", &format!("{retrieval}<ds:KeyInfo>"), 1);
+    t.refused(&xml, &["signature_reference"]).await;
+}
+
+#[tokio::test]
+async fn a_namespace_bomb_is_refused_cheaply_and_blocks_nothing() {
+    let Some(t) = Ctx::start().await else { return };
+    let declarations: String = (0..7000).map(|i| format!(" xmlns:a{i}=\"u\"")).collect();
+    let children = "<b xmlns:z=\"u\"/>".repeat(1000);
+    let bomb = format!("<r{declarations}>{children}</r>");
+    let started = std::time::Instant::now();
+    t.refused(&bomb, &["malformed"]).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn an_unsigned_response_in_response_to_cannot_make_an_assertion_solicited() {
+    let Some(t) = Ctx::start_with("allow_idp_initiated = false", "").await else {
+        return;
+    };
+    let mut browser = Browser::new();
+    let (_, request) = start_login(&t.gate, &mut browser, "acme", "/").await;
+    // Signed Assertion without InResponseTo; the id added to the unsigned Response.
+    let unsolicited = t.signed(&t.spec());
+    let dressed = unsolicited.replacen(
+        "<saml2p:Response ",
+        &format!("<saml2p:Response InResponseTo=\"{}\" ", request.id),
+        1,
+    );
+    t.refused_in(&dressed, &browser, &["unsolicited"]).await;
+}

@@ -197,3 +197,31 @@ async fn logs_hold_no_saml_response_cookie_or_key() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_cross_site_navigation_cannot_log_the_user_out() {
+    let Some(t) = start("http://gate.test").await else {
+        return;
+    };
+    let session = t
+        .keys
+        .codec("samlgate_session", false)
+        .seal(&support::alice(support::unix_now()));
+    let cookie = format!("Cookie: samlgate_session={session}\r\n");
+    let forced = get(
+        t.gate.addr,
+        "/saml/logout",
+        &format!("Sec-Fetch-Site: cross-site\r\n{cookie}"),
+    )
+    .await;
+    assert_eq!(forced.status, 403);
+    assert_eq!(get(t.gate.addr, "/saml/whoami", &cookie).await.status, 200);
+    let own = get(
+        t.gate.addr,
+        "/saml/logout",
+        &format!("Sec-Fetch-Site: same-origin\r\n{cookie}"),
+    )
+    .await;
+    assert_eq!(own.status, 302);
+    assert_eq!(get(t.gate.addr, "/saml/whoami", &cookie).await.status, 401);
+}

@@ -1,6 +1,6 @@
 //! Header hygiene: hop-by-hop removal (RFC 9110 §7.6.1) and identity header stripping.
 
-use http::header::{HeaderName, CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::header::{HeaderName, CONNECTION, COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use http::HeaderMap;
 
 const FIXED_HOP_BY_HOP: [&str; 4] = [
@@ -69,6 +69,44 @@ impl IdentityHeaderStripper {
     }
 }
 
+/// samlgate's own cookies (session, request state, remembered company): the panel
+/// never needs them, and a session cookie is a credential it should not see.
+#[derive(Debug, Clone)]
+pub struct OwnCookies {
+    names: Vec<String>,
+}
+
+impl OwnCookies {
+    /// The cookies called `names`.
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            names: names.into_iter().map(str::to_owned).collect(),
+        }
+    }
+
+    /// Rewrites the `Cookie` headers without samlgate's cookies.
+    pub fn remove_from(&self, headers: &mut HeaderMap) {
+        let kept: Vec<String> = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|pair| {
+                let name = pair.split_once('=').map_or(*pair, |(name, _)| name).trim();
+                !pair.is_empty() && !self.names.iter().any(|own| own == name)
+            })
+            .map(str::to_owned)
+            .collect();
+        headers.remove(COOKIE);
+        if !kept.is_empty() {
+            if let Ok(value) = http::HeaderValue::from_str(&kept.join("; ")) {
+                headers.insert(COOKIE, value);
+            }
+        }
+    }
+}
+
 fn fold(name: &str) -> String {
     name.bytes()
         .map(|b| match b {
@@ -116,6 +154,21 @@ mod tests {
         let mut headers = map(&[("te", "trailers")]);
         remove_hop_by_hop(&mut headers);
         assert_eq!(headers["te"], "trailers");
+    }
+
+    #[test]
+    fn own_cookies_are_not_forwarded() {
+        let own = OwnCookies::new(["samlgate_session", "samlgate_request"]);
+        let mut headers = map(&[
+            ("cookie", "a=1; samlgate_session=secret"),
+            ("cookie", "samlgate_request=x;b=2"),
+        ]);
+        own.remove_from(&mut headers);
+        assert_eq!(headers.get_all("cookie").iter().count(), 1);
+        assert_eq!(headers["cookie"], "a=1; b=2");
+        let mut only_own = map(&[("cookie", "samlgate_session=secret")]);
+        own.remove_from(&mut only_own);
+        assert!(!only_own.contains_key("cookie"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use url::Url;
 
-pub use headers::{remove_hop_by_hop, IdentityHeaderStripper};
+pub use headers::{remove_hop_by_hop, IdentityHeaderStripper, OwnCookies};
 
 /// Errors carried by a streamed body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -94,14 +94,16 @@ pub struct ClientInfo {
 #[derive(Clone)]
 pub struct Upstream {
     client: HttpClient,
+    own_cookies: OwnCookies,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     base_path: String,
 }
 
 impl Upstream {
-    /// An upstream at `url` (http or https, validated by `config`), sharing `client`.
-    pub fn new(url: &Url, client: HttpClient) -> Self {
+    /// An upstream at `url` (http or https, validated by `config`), sharing `client`;
+    /// `own_cookies` are samlgate's cookies, never forwarded.
+    pub fn new(url: &Url, client: HttpClient, own_cookies: OwnCookies) -> Self {
         let uri: Uri = url
             .as_str()
             .parse()
@@ -109,6 +111,7 @@ impl Upstream {
         let parts = uri.into_parts();
         Self {
             client,
+            own_cookies,
             scheme: parts.scheme.expect("absolute URL"),
             authority: parts.authority.expect("absolute URL"),
             base_path: url.path().trim_end_matches('/').to_owned(),
@@ -137,6 +140,8 @@ impl Upstream {
 
         remove_hop_by_hop(&mut parts.headers);
         parts.headers.remove(HOST);
+        parts.headers.remove("http2-settings");
+        self.own_cookies.remove_from(&mut parts.headers);
         if let Some(protocol) = &upgrade {
             parts
                 .headers
@@ -199,15 +204,21 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     boxed(http_body_util::Full::new(bytes.into()))
 }
 
-/// The protocol an HTTP/1.1 client asks to switch to, if it asks.
-fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
+/// The protocol an HTTP/1.1 client asks to switch to, if it asks for one samlgate
+/// tunnels. `h2c` never is: after the switch the client would speak HTTP/2 straight
+/// to the panel, past every header samlgate strips (h2c smuggling).
+pub fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
     let wants = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    wants.then(|| headers.get(UPGRADE).cloned()).flatten()
+    let protocol = headers.get(UPGRADE).filter(|_| wants)?;
+    let h2c = protocol.to_str().map_or(true, |p| {
+        p.split(',').any(|p| p.trim().eq_ignore_ascii_case("h2c"))
+    });
+    (!h2c).then(|| protocol.clone())
 }
 
 fn set_forwarded(headers: &mut HeaderMap, client: ClientInfo, host: Option<HeaderValue>) {

@@ -54,6 +54,9 @@ impl ReplayStore {
         Self {
             memory: Cache::builder()
                 .max_capacity(CAPACITY)
+                // TinyLFU may refuse to admit a new key when full; a replay cache
+                // must always remember the newest Assertion, evicting the oldest.
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .expire_after(UntilExpiry)
                 .build(),
             redis: None,

@@ -7,6 +7,7 @@ mod prescan;
 mod rejection;
 mod state;
 mod verify;
+mod xmlsec;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,10 +47,7 @@ pub const REQUEST_COOKIE: &str = "samlgate_request";
 /// as the demo's development IdP, must do it inside this. Blocking: call it from a
 /// blocking thread.
 pub fn with_xmlsec<T>(f: impl FnOnce() -> T) -> T {
-    let _guard = verify::XMLSEC
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    f()
+    xmlsec::locked(f)
 }
 
 /// The service provider: builds requests and judges responses.
@@ -197,7 +195,13 @@ impl Saml {
         now: i64,
     ) -> Result<Login, Refusal> {
         let xml = decode(saml_response)?;
-        let shape = prescan::prescan(&xml, self.expect.allow_sha1)?;
+        // The pre-scan is CPU work on hostile input: keep it off the async workers.
+        let allow_sha1 = self.expect.allow_sha1;
+        let (xml, shape) = tokio::task::spawn_blocking(move || {
+            prescan::prescan(&xml, allow_sha1).map(|shape| (xml, shape))
+        })
+        .await
+        .map_err(|_| LoginRejection::Malformed)??;
         let issuer = shape
             .response_issuer
             .clone()

@@ -61,6 +61,7 @@ pub(super) fn prescan(xml: &str, allow_sha1: bool) -> Result<Shape, LoginRejecti
     if declared_encoding(xml).is_some_and(|e| !e.eq_ignore_ascii_case("utf-8")) {
         return Err(LoginRejection::Malformed);
     }
+    guard(xml)?;
     let options = ParsingOptions {
         allow_dtd: false,
         ..ParsingOptions::default()
@@ -82,11 +83,13 @@ pub(super) fn prescan(xml: &str, allow_sha1: bool) -> Result<Shape, LoginRejecti
         for attribute in node.attributes() {
             // xmlsec resolves `#x` through any attribute it was told is an ID; samael
             // registers every `ID`, and we refuse look-alikes that other stacks use.
-            if attribute.namespace().is_none()
-                && matches!(attribute.name(), "ID" | "Id" | "id")
-                && !ids.insert(attribute.value())
-            {
-                return Err(LoginRejection::DuplicateId);
+            if attribute.namespace().is_none() && matches!(attribute.name(), "ID" | "Id" | "id") {
+                if !is_ncname(attribute.value()) {
+                    return Err(LoginRejection::Malformed);
+                }
+                if !ids.insert(attribute.value()) {
+                    return Err(LoginRejection::DuplicateId);
+                }
             }
         }
     }
@@ -162,13 +165,101 @@ pub(super) fn prescan(xml: &str, allow_sha1: bool) -> Result<Shape, LoginRejecti
     })
 }
 
-/// One enveloped signature over `parent`, by ID, with allowed algorithms only.
+/// Deepest element nesting accepted; SAML responses are about ten deep. Far below
+/// what a recursive parser's stack or libxml2's own limit (256, past which it
+/// silently truncates in recovery mode) would need.
+const MAX_DEPTH: usize = 64;
+/// Longest element or attribute name; libxml2 turns longer names into text.
+const MAX_NAME_BYTES: usize = 1024;
+/// Most namespace declarations in the whole document; each costs roxmltree work
+/// proportional to all declarations in scope.
+const MAX_NAMESPACE_DECLARATIONS: usize = 64;
+/// Most attributes on one element.
+const MAX_ATTRIBUTES: usize = 32;
+
+/// A streaming (non-recursive) pass that bounds what the tree parsers will see:
+/// depth, name lengths, attribute and namespace counts, and prefix undeclarations
+/// (`xmlns:p=""`), which roxmltree and libxml2 resolve differently.
+fn guard(xml: &str) -> Result<(), LoginRejection> {
+    use quick_xml::events::{BytesStart, Event};
+
+    fn element(start: &BytesStart, declarations: &mut usize) -> Result<(), LoginRejection> {
+        if start.name().as_ref().len() > MAX_NAME_BYTES {
+            return Err(LoginRejection::Malformed);
+        }
+        let mut count = 0;
+        for attribute in start.attributes().with_checks(true) {
+            let attribute = attribute.map_err(|_| LoginRejection::Malformed)?;
+            let key = attribute.key.as_ref();
+            count += 1;
+            if count > MAX_ATTRIBUTES || key.len() > MAX_NAME_BYTES {
+                return Err(LoginRejection::Malformed);
+            }
+            if key == b"xmlns" || key.starts_with(b"xmlns:") {
+                *declarations += 1;
+                if *declarations > MAX_NAMESPACE_DECLARATIONS
+                    || (key != b"xmlns" && attribute.value.is_empty())
+                {
+                    return Err(LoginRejection::Malformed);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let (mut depth, mut declarations) = (0usize, 0usize);
+    loop {
+        match reader.read_event().map_err(|_| LoginRejection::Malformed)? {
+            Event::Start(start) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(LoginRejection::Malformed);
+                }
+                element(&start, &mut declarations)?;
+            }
+            Event::Empty(start) => element(&start, &mut declarations)?,
+            Event::End(_) => depth = depth.saturating_sub(1),
+            Event::DocType(_) | Event::PI(_) => return Err(LoginRejection::DtdForbidden),
+            Event::Eof => return Ok(()),
+            _ => {}
+        }
+    }
+}
+
+/// One enveloped signature over `parent`, by ID, with allowed algorithms only, and
+/// nothing else in it: xmlsec processes a `ds:Object`/`ds:Manifest` (fetching its
+/// references, running its transforms) before it checks the signature value.
 fn check_signature(signature: Node, parent: Node, allow_sha1: bool) -> Result<(), LoginRejection> {
-    let signed_info =
-        child(signature, NS_DSIG, "SignedInfo").ok_or(LoginRejection::SignatureReference)?;
-    let c14n = child(signed_info, NS_DSIG, "CanonicalizationMethod")
-        .and_then(|n| n.attribute("Algorithm"));
-    if c14n != Some(EXC_C14N) {
+    let parts: Vec<Node> = signature.children().filter(Node::is_element).collect();
+    let (signed_info, key_info) = match parts.as_slice() {
+        [info, value] if is(*value, NS_DSIG, "SignatureValue") => (*info, None),
+        [info, value, key] if is(*value, NS_DSIG, "SignatureValue") => (*info, Some(*key)),
+        _ => return Err(LoginRejection::SignatureReference),
+    };
+    if !is(signed_info, NS_DSIG, "SignedInfo") {
+        return Err(LoginRejection::SignatureReference);
+    }
+    if let Some(key_info) = key_info {
+        check_key_info(key_info)?;
+    }
+    let mut info_parts = signed_info.children().filter(Node::is_element);
+    let (Some(c14n), Some(method), Some(reference), None) = (
+        info_parts.next(),
+        info_parts.next(),
+        info_parts.next(),
+        info_parts.next(),
+    ) else {
+        return Err(LoginRejection::SignatureReference);
+    };
+    if !is(c14n, NS_DSIG, "CanonicalizationMethod")
+        || !is(method, NS_DSIG, "SignatureMethod")
+        || !is(reference, NS_DSIG, "Reference")
+        || method.children().any(|n| n.is_element())
+    {
+        return Err(LoginRejection::SignatureReference);
+    }
+    if c14n.attribute("Algorithm") != Some(EXC_C14N) || !only_inclusive_namespaces(c14n) {
         return Err(LoginRejection::SignatureTransform);
     }
     let method =
@@ -190,8 +281,11 @@ fn check_signature(signature: Node, parent: Node, allow_sha1: bool) -> Result<()
         for transform in transforms.children().filter(Node::is_element) {
             let algorithm = transform.attribute("Algorithm");
             let allowed = is(transform, NS_DSIG, "Transform")
-                && matches!(algorithm, Some(ENVELOPED | EXC_C14N))
-                && !transform.children().any(|n| n.is_element());
+                && match algorithm {
+                    Some(ENVELOPED) => !transform.children().any(|n| n.is_element()),
+                    Some(EXC_C14N) => only_inclusive_namespaces(transform),
+                    _ => false,
+                };
             if !allowed {
                 return Err(LoginRejection::SignatureTransform);
             }
@@ -202,6 +296,48 @@ fn check_signature(signature: Node, parent: Node, allow_sha1: bool) -> Result<()
         return Err(LoginRejection::SignatureAlgorithm);
     }
     Ok(())
+}
+
+/// IDs are XML NCNames; we accept the ASCII subset IdPs use, which also keeps
+/// white space and line breaks out of every reference and log line.
+fn is_ncname(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// Exclusive c14n may carry one `InclusiveNamespaces PrefixList`, nothing else.
+fn only_inclusive_namespaces(node: Node) -> bool {
+    let mut children = node.children().filter(Node::is_element);
+    match (children.next(), children.next()) {
+        (None, _) => true,
+        (Some(inclusive), None) => {
+            is(inclusive, EXC_C14N, "InclusiveNamespaces")
+                && !inclusive.children().any(|n| n.is_element())
+        }
+        _ => false,
+    }
+}
+
+/// KeyInfo is never used for verification (only configured certificates are), but
+/// xmlsec still reads it: allow certificates and names only, no RetrievalMethod.
+fn check_key_info(key_info: Node) -> Result<(), LoginRejection> {
+    let allowed = is(key_info, NS_DSIG, "KeyInfo")
+        && key_info.children().filter(Node::is_element).all(|part| {
+            (is(part, NS_DSIG, "KeyName") && !part.children().any(|n| n.is_element()))
+                || (is(part, NS_DSIG, "X509Data")
+                    && part.children().filter(Node::is_element).all(|cert| {
+                        is(cert, NS_DSIG, "X509Certificate")
+                            && !cert.children().any(|n| n.is_element())
+                    }))
+        });
+    if allowed {
+        Ok(())
+    } else {
+        Err(LoginRejection::SignatureReference)
+    }
 }
 
 /// The `encoding` pseudo-attribute of the XML declaration, if any.

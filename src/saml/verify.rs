@@ -6,7 +6,6 @@
 //! exclusive c14n, so a `<!---->`-split NameID reads as its full signed text), never
 //! from the raw document.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
@@ -24,10 +23,6 @@ use crate::pages::escape;
 
 const STATUS_SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
-
-/// libxml2 and xmlsec keep process-wide state that samael only guards during
-/// initialisation; one verification at a time keeps them consistent.
-pub(super) static XMLSEC: Mutex<()> = Mutex::new(());
 
 /// What the service provider expects of every response.
 #[derive(Debug, Clone)]
@@ -122,12 +117,10 @@ fn verify_signature(
         Ok(Some(certs)) if !certs.is_empty() => {}
         _ => return Err(LoginRejection::SignatureInvalid),
     }
-    let _guard = XMLSEC
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    provider
-        .parse_xml_response_with_mode(xml, None, samael::crypto::ReduceMode::PreDigest)
-        .map_err(map_samael_error)
+    super::xmlsec::locked(|| {
+        provider.parse_xml_response_with_mode(xml, None, samael::crypto::ReduceMode::PreDigest)
+    })
+    .map_err(map_samael_error)
 }
 
 fn idp_metadata(tenant: &Tenant) -> Result<EntityDescriptor, LoginRejection> {
@@ -251,11 +244,22 @@ fn check_assertion(
         return Err(LoginRejection::SubjectConfirmationExpired);
     }
 
-    let in_response_to = match (&shape.in_response_to, &data.in_response_to) {
+    // The Response's InResponseTo counts only when the Response itself was signed:
+    // otherwise anyone could make an unsolicited Assertion look solicited.
+    let response_in_response_to = shape
+        .in_response_to
+        .as_ref()
+        .filter(|_| shape.response_signed);
+    let in_response_to = match (response_in_response_to, &data.in_response_to) {
         (Some(a), Some(b)) if a != b => return Err(LoginRejection::InResponseToUnknown),
         (Some(id), _) | (None, Some(id)) => Some(id.clone()),
         (None, None) => None,
     };
+    if let (Some(unsigned), Some(signed)) = (&shape.in_response_to, &data.in_response_to) {
+        if unsigned != signed {
+            return Err(LoginRejection::InResponseToUnknown);
+        }
+    }
 
     let statement = assertion.authn_statements.iter().flatten().next();
     let valid_until = conditions

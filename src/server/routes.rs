@@ -18,7 +18,7 @@ use crate::config::{is_valid_company_id, Tenant};
 use crate::identity::{IdentitySigner, PLAIN_HEADERS};
 use crate::lookup::{AccountLookup, LookupError, TenantDirectory};
 use crate::pages::{self, Pages};
-use crate::proxy::{self, Body, ClientInfo, IdentityHeaderStripper, Upstream};
+use crate::proxy::{self, Body, ClientInfo, IdentityHeaderStripper, OwnCookies, Upstream};
 use crate::replay::ReplayStore;
 use crate::return_to;
 use crate::saml::{LoginRejection, Saml, MAX_ACS_BODY_BYTES};
@@ -86,7 +86,15 @@ impl App {
             sessions: SessionCodec::new(&config.session, secure),
             identity,
             stripper,
-            upstream: Upstream::new(&config.upstream, client.clone()),
+            upstream: Upstream::new(
+                &config.upstream,
+                client.clone(),
+                OwnCookies::new([
+                    config.session.cookie_name.as_str(),
+                    crate::saml::REQUEST_COOKIE,
+                    COMPANY_COOKIE,
+                ]),
+            ),
             saml: Saml::new(config, replay.clone()),
             tenants: TenantDirectory::new(
                 config.tenants.clone(),
@@ -154,7 +162,10 @@ impl App {
                 ));
                 headers
             }
-            None if self.is_public(req.uri().path()) => {
+            // An upgraded connection is a tunnel: it needs a session even on a public path.
+            None if self.is_public(req.uri().path())
+                && proxy::requested_upgrade(req.headers()).is_none() =>
+            {
                 outcome.route = Some(RouteClass::public);
                 Vec::new()
             }
@@ -237,7 +248,9 @@ impl App {
             ("/whoami" | "/auth", _, None) if read => pages::unauthenticated(&self.login_url),
             ("/assets/samlgate.css", _, _) if read => self.pages.stylesheet(),
             ("/login", &Method::GET, _) => self.login_page(&req, now).await,
-            ("/login" | "/logout", &Method::POST, _) if self.is_cross_site(req.headers()) => {
+            ("/login", &Method::POST, _) | ("/logout", &Method::GET | &Method::POST, _)
+                if self.is_cross_site(req.headers()) =>
+            {
                 self.pages.cross_site()
             }
             ("/login", &Method::POST, _) => self.login_submit(req, now).await,
@@ -517,9 +530,13 @@ fn is_navigation<B>(req: &Request<B>) -> bool {
 
 fn is_ambiguous_path(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
+    // `;` because servlet containers strip path parameters (`/static/..;/admin`),
+    // `%25` because a panel that decodes twice would see `%2f` as `/`.
     lower.contains("%2e")
         || lower.contains("%2f")
         || lower.contains("%5c")
+        || lower.contains("%25")
+        || lower.contains(';')
         || lower.contains('\\')
         || lower.contains("//")
         || path
@@ -651,6 +668,8 @@ mod tests {
             "/static//admin",
             "/static/.\\admin",
             "/static/./x",
+            "/static/..;/admin",
+            "/static/..%252fadmin",
         ] {
             assert!(is_ambiguous_path(path), "{path}");
         }
