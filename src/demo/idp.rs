@@ -37,6 +37,11 @@ const PENDING_TTL: Duration = Duration::from_secs(10 * 60);
 /// Longest RelayState carried through the login form.
 const MAX_RELAY_STATE: usize = 2048;
 const HTTP_POST_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
+/// Demo-only: more service providers every app signs for besides samlgate, as
+/// `<entity ID> <ACS URL>` pairs separated by `;` (for interoperability tests with
+/// another SP, e.g. mod_auth_mellon). Not a `SAMLGATE_…` name: those are
+/// samlgate's configuration keys.
+pub(super) const EXTRA_SP_ENV: &str = "DEMO_IDP_EXTRA_SP";
 
 const STYLE: &str = include_str!("idp.css");
 const AUTOSUBMIT: &str = "document.getElementById('saml-post').submit();\n";
@@ -136,6 +141,71 @@ impl IdpApp {
             sign_response,
         }
     }
+
+    /// The service provider registered for this app (samlgate).
+    fn service_provider(&self) -> ServiceProvider {
+        ServiceProvider {
+            entity_id: self.audience.clone(),
+            acs_url: self.acs_url.clone(),
+        }
+    }
+}
+
+/// A service provider an app signs for: where the Response goes and its audience.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ServiceProvider {
+    /// The SP's entity ID: the AuthnRequest's Issuer and the Audience.
+    pub entity_id: String,
+    /// The SP's ACS URL (HTTP-POST binding): Destination and Recipient.
+    pub acs_url: String,
+}
+
+/// Parses [`EXTRA_SP_ENV`]: `<entity ID> <ACS URL>` pairs separated by `;`.
+pub(super) fn parse_extra_sps(value: &str) -> Result<Vec<ServiceProvider>, String> {
+    value
+        .split(';')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let parts: Vec<&str> = entry.split_whitespace().collect();
+            let [entity_id, acs_url] = parts.as_slice() else {
+                return Err(format!("{entry:?} is not \"<entity ID> <ACS URL>\""));
+            };
+            match url::Url::parse(acs_url) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+                    Ok(ServiceProvider {
+                        entity_id: (*entity_id).to_owned(),
+                        acs_url: (*acs_url).to_owned(),
+                    })
+                }
+                _ => Err(format!("{acs_url:?} is not an http(s) ACS URL")),
+            }
+        })
+        .collect()
+}
+
+/// The extra service providers named by [`EXTRA_SP_ENV`], if any; a malformed
+/// value is logged and ignored.
+fn extra_sps_from_env() -> Vec<ServiceProvider> {
+    let Ok(value) = std::env::var(EXTRA_SP_ENV) else {
+        return Vec::new();
+    };
+    match parse_extra_sps(&value) {
+        Ok(sps) => {
+            for sp in &sps {
+                tracing::warn!(
+                    entity_id = sp.entity_id,
+                    acs_url = sp.acs_url,
+                    "demo IdP: also signing for an extra service provider ({EXTRA_SP_ENV})"
+                );
+            }
+            sps
+        }
+        Err(error) => {
+            tracing::error!(%error, "demo IdP: ignoring {EXTRA_SP_ENV}");
+            Vec::new()
+        }
+    }
 }
 
 /// A signed-in browser.
@@ -150,6 +220,8 @@ struct IdpSession {
 #[derive(Clone)]
 struct Pending {
     app: usize,
+    /// Who gets the Response: the app's SP (samlgate) or an extra one.
+    sp: ServiceProvider,
     in_response_to: Option<String>,
     relay_state: Option<String>,
 }
@@ -159,6 +231,8 @@ pub(super) struct Idp {
     origin: String,
     gate_url: String,
     apps: Vec<IdpApp>,
+    /// Service providers besides samlgate that every app signs for (demo-only).
+    extra_sps: Vec<ServiceProvider>,
     identity: Arc<SigningIdentity>,
     sessions: Cache<String, IdpSession>,
     pending: Cache<String, Pending>,
@@ -173,9 +247,24 @@ impl Idp {
         apps: Vec<IdpApp>,
         identity: Arc<SigningIdentity>,
     ) -> Self {
+        Self::with_extra_sps(origin, gate_url, apps, extra_sps_from_env(), identity)
+    }
+
+    /// Like [`Idp::new`], with explicit extra service providers.
+    fn with_extra_sps(
+        origin: String,
+        gate_url: String,
+        apps: Vec<IdpApp>,
+        extra_sps: Vec<ServiceProvider>,
+        identity: Arc<SigningIdentity>,
+    ) -> Self {
         let mut form_targets: Vec<String> = Vec::new();
-        for app in &apps {
-            if let Ok(url) = url::Url::parse(&app.acs_url) {
+        let acs_urls = apps
+            .iter()
+            .map(|app| &app.acs_url)
+            .chain(extra_sps.iter().map(|sp| &sp.acs_url));
+        for acs_url in acs_urls {
+            if let Ok(url) = url::Url::parse(acs_url) {
                 let target = url.origin().ascii_serialization();
                 if !form_targets.contains(&target) {
                     form_targets.push(target);
@@ -191,6 +280,7 @@ impl Idp {
             origin,
             gate_url,
             apps,
+            extra_sps,
             identity,
             sessions: Cache::builder()
                 .max_capacity(10_000)
@@ -228,6 +318,20 @@ impl Idp {
             },
             _ => self.not_found(),
         }
+    }
+
+    /// The service provider called `issuer` that app `app` signs for: samlgate, or
+    /// one of the extra ones.
+    fn service_provider(&self, app: usize, issuer: Option<&str>) -> Option<ServiceProvider> {
+        let issuer = issuer?;
+        let own = self.apps[app].service_provider();
+        if own.entity_id == issuer {
+            return Some(own);
+        }
+        self.extra_sps
+            .iter()
+            .find(|sp| sp.entity_id == issuer)
+            .cloned()
     }
 
     fn app_index(&self, slug: &str) -> Option<usize> {
@@ -308,14 +412,14 @@ impl Idp {
                 &escape(reason),
             )
         };
-        if request.issuer_value().as_deref() != Some(spec.audience.as_str()) {
+        let Some(sp) = self.service_provider(app, request.issuer_value().as_deref()) else {
             return refuse("The request comes from a service provider this app does not know.");
-        }
-        // Never sign for an arbitrary URL: only the ACS registered for this app.
+        };
+        // Never sign for an arbitrary URL: only the ACS registered for this SP.
         if request
             .assertion_consumer_service_url
             .as_deref()
-            .is_some_and(|acs| acs != spec.acs_url)
+            .is_some_and(|acs| acs != sp.acs_url)
         {
             return refuse("The request asks for an ACS URL that is not registered for this app.");
         }
@@ -342,6 +446,7 @@ impl Idp {
         }
         let pending = Pending {
             app,
+            sp,
             in_response_to: Some(request.id.clone()),
             relay_state,
         };
@@ -358,6 +463,7 @@ impl Idp {
     async fn tile(&self, app: usize, req: &Request<Incoming>) -> Response<Body> {
         let pending = Pending {
             app,
+            sp: self.apps[app].service_provider(),
             in_response_to: None,
             relay_state: None,
         };
@@ -478,8 +584,8 @@ impl Idp {
         let app = &self.apps[pending.app];
         let params = ResponseParams {
             issuer: &app.issuer,
-            acs_url: &app.acs_url,
-            audience: &app.audience,
+            acs_url: &pending.sp.acs_url,
+            audience: &pending.sp.entity_id,
             in_response_to: pending.in_response_to.as_deref(),
             name_id: session.user.email,
             name: session.user.name,
@@ -522,6 +628,7 @@ impl Idp {
         };
         tracing::info!(
             app = app.slug,
+            sp = pending.sp.entity_id,
             user = session.user.username,
             solicited = pending.in_response_to.is_some(),
             response_signed = app.sign_response,
@@ -538,18 +645,21 @@ impl Idp {
                     escape(r)
                 )
             });
+        let destination = if pending.sp == app.service_provider() {
+            format!("Google Workspace Backup ({})", escape(app.organisation))
+        } else {
+            format!("<code>{}</code>", escape(&pending.sp.entity_id))
+        };
         let body = format!(
             "<h1>Signing you in…</h1>\
-             <p>Sending your sign-in as <strong>{email}</strong> to Google Workspace Backup \
-             ({org}).</p>\
+             <p>Sending your sign-in as <strong>{email}</strong> to {destination}.</p>\
              <form id=\"saml-post\" method=\"post\" action=\"{acs}\">\
              <input type=\"hidden\" name=\"SAMLResponse\" value=\"{response}\">{relay}\
              <noscript><p>JavaScript is off: press Continue to finish signing in.</p></noscript>\
              <button type=\"submit\">Continue</button></form>\
              <script src=\"/autosubmit.js\"></script>",
             email = escape(session.user.email),
-            org = escape(app.organisation),
-            acs = escape(&app.acs_url),
+            acs = escape(&pending.sp.acs_url),
             response = STANDARD.encode(xml.as_bytes()),
         );
         let mut response = self.page(StatusCode::OK, "Signing you in", &body);
@@ -706,5 +816,73 @@ mod tests {
         assert_eq!(app.issuer, "http://127.0.0.1:8081/app/globex");
         assert_eq!(app.sso_url, "http://127.0.0.1:8081/app/globex/sso");
         assert_eq!(app.slo_url, "http://127.0.0.1:8081/app/globex/slo");
+    }
+
+    #[test]
+    fn extra_service_providers_are_entity_id_and_acs_pairs() {
+        let sp = |entity_id: &str, acs_url: &str| ServiceProvider {
+            entity_id: entity_id.to_owned(),
+            acs_url: acs_url.to_owned(),
+        };
+        assert_eq!(parse_extra_sps(""), Ok(vec![]));
+        assert_eq!(
+            parse_extra_sps(
+                " http://127.0.0.1:9000/mellon/metadata  http://127.0.0.1:9000/mellon/postResponse ;\
+                 urn:example:sp https://sp.example/acs;"
+            ),
+            Ok(vec![
+                sp(
+                    "http://127.0.0.1:9000/mellon/metadata",
+                    "http://127.0.0.1:9000/mellon/postResponse"
+                ),
+                sp("urn:example:sp", "https://sp.example/acs"),
+            ])
+        );
+        for bad in [
+            "urn:example:sp",
+            "urn:example:sp https://sp.example/acs extra",
+            "urn:example:sp /acs",
+            "urn:example:sp javascript:alert(1)",
+        ] {
+            assert!(parse_extra_sps(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn apps_sign_for_samlgate_and_the_extra_service_providers_only() {
+        let gate_acs = "http://127.0.0.1:8080/saml/acs";
+        let gate_entity = "http://127.0.0.1:8080/saml/metadata";
+        let app = IdpApp::new(
+            "http://127.0.0.1:8081",
+            "demo",
+            "Demo Inc.",
+            gate_acs,
+            gate_entity,
+            false,
+        );
+        let extra = ServiceProvider {
+            entity_id: "http://127.0.0.1:9000/mellon/metadata".to_owned(),
+            acs_url: "http://127.0.0.1:9000/mellon/postResponse".to_owned(),
+        };
+        let idp = Idp::with_extra_sps(
+            "http://127.0.0.1:8081".to_owned(),
+            "http://127.0.0.1:8080".to_owned(),
+            vec![app.clone()],
+            vec![extra.clone()],
+            Arc::new(SigningIdentity::generate().unwrap()),
+        );
+        assert_eq!(
+            idp.service_provider(0, Some(gate_entity)),
+            Some(app.service_provider())
+        );
+        assert_eq!(idp.service_provider(0, Some(&extra.entity_id)), Some(extra));
+        assert_eq!(idp.service_provider(0, Some("urn:someone:else")), None);
+        assert_eq!(idp.service_provider(0, None), None);
+        assert!(
+            idp.csp
+                .contains("form-action 'self' http://127.0.0.1:8080 http://127.0.0.1:9000;"),
+            "{}",
+            idp.csp
+        );
     }
 }
