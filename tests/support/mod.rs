@@ -2,6 +2,7 @@
 //! raw HTTP over sockets, and external programs (nginx, …) on free loopback ports.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod browser;
 pub mod idp;
 pub mod interop;
 pub mod panel;
