@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RELEASE = ROOT / "target" / "release"
+RELEASE = Path(os.environ.get("BENCH_BIN_DIR", ROOT / "target" / "release")).resolve()
 SAMLGATE = RELEASE / "samlgate"
 MINT_SESSION = RELEASE / "examples" / "mint_session"
 MINT_RESPONSES = RELEASE / "examples" / "bench_mint_responses"
@@ -249,7 +249,7 @@ class Bench:
 
     def setup(self) -> None:
         if not SAMLGATE.exists() or not MINT_SESSION.exists() or not MINT_RESPONSES.exists():
-            raise Failure("release binaries missing: run bench/run.sh (it builds them)")
+            raise Failure(f"binaries missing in {RELEASE}: run bench/run.sh (it builds them)")
         keys = self.tmp / "keys"
         self.run([SAMLGATE, "keys", "generate", "--out", keys], "samlgate keys generate")
         self.session_key = keys / "session.key"
