@@ -100,6 +100,15 @@ async fn replicas_share_replay_request_state_and_logout_through_redis() {
     assert_eq!(replayed.status, 403);
     assert!(set_cookie(&replayed, "samlgate_session").is_none());
     assert_eq!(reason, "replayed");
+    let metrics = get(b.admin, "/metrics", "").await.text();
+    assert!(
+        metrics.contains(r#"samlgate_logins_total{outcome="failure",reason="replayed"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("samlgate_replay_rejections_total 1"),
+        "{metrics}"
+    );
 
     // A login started at A completes at B: the request state is in the sealed cookie.
     let mut browser = Browser::new();

@@ -223,11 +223,37 @@ impl Metrics {
         InFlight(self.in_flight.clone())
     }
 
-    /// The registry in Prometheus/OpenMetrics text format.
+    /// The registry in OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
+        out
+    }
+
+    /// The registry in the classic Prometheus text format (0.0.4), for scrapers and
+    /// tools (promtool) that do not ask for OpenMetrics: counter families are named
+    /// with their `_total` suffix, and there are no `# UNIT` or `# EOF` lines.
+    pub fn encode_classic(&self) -> String {
+        let open = self.encode();
+        let counters: Vec<&str> = open
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+            .collect();
+        let mut out = String::with_capacity(open.len());
+        for line in open.lines() {
+            if line == "# EOF" || line.starts_with("# UNIT ") {
+                continue;
+            }
+            let renamed = ["# HELP ", "# TYPE "].iter().find_map(|keyword| {
+                let (name, tail) = line.strip_prefix(keyword)?.split_once(' ')?;
+                counters
+                    .contains(&name)
+                    .then(|| format!("{keyword}{name}_total {tail}"))
+            });
+            out.push_str(renamed.as_deref().unwrap_or(line));
+            out.push('\n');
+        }
         out
     }
 }
@@ -266,5 +292,9 @@ mod tests {
         assert!(text.contains("samlgate_logins_total{outcome=\"failure\",reason=\"replayed\"} 1"));
         assert!(text.contains("samlgate_replay_rejections_total 1"));
         assert!(text.contains("samlgate_sessions_started_total 1"));
+        let classic = metrics.encode_classic();
+        assert!(classic.contains("# TYPE samlgate_http_requests_total counter"));
+        assert!(classic.contains("# TYPE samlgate_upstream_request_duration_seconds histogram"));
+        assert!(!classic.contains("# EOF") && !classic.contains("# UNIT"));
     }
 }

@@ -52,14 +52,28 @@ impl Admin {
                 text(StatusCode::SERVICE_UNAVAILABLE, "draining\n", "text/plain")
             }
             "/readyz" => text(StatusCode::OK, "ready\n", "text/plain"),
-            "/metrics" => text(
+            "/metrics" if accepts_openmetrics(req) => text(
                 StatusCode::OK,
                 self.metrics.encode(),
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             ),
+            "/metrics" => text(
+                StatusCode::OK,
+                self.metrics.encode_classic(),
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
             _ => pages::json_error(StatusCode::NOT_FOUND, "not_found"),
         }
     }
+}
+
+/// Prometheus asks for OpenMetrics in `Accept`; everything else gets the classic format.
+fn accepts_openmetrics<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"))
 }
 
 fn text(

@@ -348,7 +348,7 @@ impl App {
         let reference = reference_id();
         let headers = req.headers().clone();
         let Ok(body) = read_limited(req, MAX_ACS_BODY_BYTES).await else {
-            audit(
+            self.audit(
                 "failure",
                 LoginRejection::BodyTooLarge.code(),
                 &reference,
@@ -359,7 +359,7 @@ impl App {
         };
         let form = form_pairs(&body);
         let Some(saml_response) = query_value(&form, "SAMLResponse") else {
-            audit(
+            self.audit(
                 "failure",
                 LoginRejection::Malformed.code(),
                 &reference,
@@ -376,7 +376,7 @@ impl App {
         {
             Ok(login) => login,
             Err(refusal) => {
-                audit(
+                self.audit(
                     "failure",
                     refusal.reason.code(),
                     &reference,
@@ -394,7 +394,7 @@ impl App {
         let account = match self.accounts.find(company, &login.name_id).await {
             Ok(account) => account,
             Err(LookupError::NotFound) => {
-                audit(
+                self.audit(
                     "not_linked",
                     "account_not_linked",
                     &reference,
@@ -404,7 +404,7 @@ impl App {
                 return self.pages.not_linked(&login.name_id, &reference);
             }
             Err(LookupError::Unavailable(_)) => {
-                audit(
+                self.audit(
                     "unavailable",
                     "lookup_unavailable",
                     &reference,
@@ -425,7 +425,7 @@ impl App {
             auth_time: login.authn_instant.unwrap_or(now),
             expires_at: self.sessions.expiry(now, login.session_not_on_or_after),
         };
-        audit(
+        self.audit(
             "success",
             "ok",
             &reference,
@@ -463,6 +463,28 @@ impl App {
             .headers_mut()
             .append(SET_COOKIE, self.sessions.clear_cookie());
         response
+    }
+
+    /// One audit event per login decision (SPEC §10), counted in
+    /// `samlgate_logins_total{outcome,reason}`.
+    fn audit(
+        &self,
+        outcome: &'static str,
+        reason: &'static str,
+        reference: &str,
+        tenant: Option<&str>,
+        name_id: Option<&str>,
+    ) {
+        self.metrics.login(outcome, reason);
+        tracing::info!(
+            target: "samlgate::audit",
+            outcome,
+            reason,
+            reference,
+            tenant,
+            name_id,
+            "login"
+        );
     }
 
     fn company_cookie(&self, company: &str) -> HeaderValue {
@@ -561,25 +583,6 @@ fn whoami(session: &Session) -> serde_json::Value {
 fn session_hash(sid: &str) -> String {
     let digest = Sha256::digest(sid.as_bytes());
     digest[..6].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// One audit event per login decision (SPEC §10).
-fn audit(
-    outcome: &str,
-    reason: &str,
-    reference: &str,
-    tenant: Option<&str>,
-    name_id: Option<&str>,
-) {
-    tracing::info!(
-        target: "samlgate::audit",
-        outcome,
-        reason,
-        reference,
-        tenant,
-        name_id,
-        "login"
-    );
 }
 
 /// A short random id shown to the user and logged with the precise reason.
