@@ -3,6 +3,8 @@
 //! blocking thread → SPEC §8 conditions → InResponseTo bound to this browser →
 //! replay cache.
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod prescan;
 mod rejection;
 mod state;
