@@ -26,27 +26,32 @@ pub fn sanitize(raw: &str) -> String {
 const MAX_LEN: usize = 1024;
 
 fn is_local_path(raw: &str) -> bool {
-    if raw.len() > MAX_LEN || has_control(raw) {
+    if raw.len() > MAX_LEN {
         return false;
     }
-    let Some(decoded) = fully_decoded(raw) else {
-        return false;
-    };
-    let mut chars = decoded.chars();
-    // "//host" and "/\host" are protocol-relative URLs to browsers.
-    chars.next() == Some('/') && !matches!(chars.next(), Some('/' | '\\')) && !has_control(&decoded)
-}
-
-fn fully_decoded(raw: &str) -> Option<String> {
+    // Every decoding level must be an absolute local path: the encoded value is what
+    // the browser follows ("%2Fx" would be relative), the decoded one what a panel
+    // that decodes again would see.
     let mut current = raw.to_owned();
     for _ in 0..MAX_DECODE_ROUNDS {
-        let next = percent_decode_str(&current).decode_utf8().ok()?;
+        if !is_absolute_local(&current) {
+            return false;
+        }
+        let Ok(next) = percent_decode_str(&current).decode_utf8() else {
+            return false;
+        };
         if next == current {
-            return Some(current);
+            return true;
         }
         current = next.into_owned();
     }
-    None
+    false
+}
+
+fn is_absolute_local(path: &str) -> bool {
+    let mut chars = path.chars();
+    // "//host" and "/\host" are protocol-relative URLs to browsers.
+    chars.next() == Some('/') && !matches!(chars.next(), Some('/' | '\\')) && !has_control(path)
 }
 
 fn has_control(value: &str) -> bool {

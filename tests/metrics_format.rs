@@ -100,6 +100,9 @@ async fn metrics_after_traffic_as(accept: &str) -> (String, String) {
 #[tokio::test]
 async fn metrics_carry_every_spec_metric() {
     let text = metrics_after_traffic().await;
+    // The OpenMetrics structure itself (HELP/TYPE before samples, histogram buckets).
+    let families = parse_openmetrics(&text);
+    assert!(families.len() >= SPEC_METRICS.len());
     for (family, kind) in SPEC_METRICS {
         assert!(
             text.lines()

@@ -117,8 +117,7 @@ fn acs_corpus_and_regressions_get_their_verdicts() {
 /// pre-scan (a byte slice inside a character). The fuzz target skips such inputs
 /// until then (`hits_known_encoding_bug` in fuzz/fuzz_targets/acs.rs).
 #[test]
-#[ignore = "known bug in src/saml/prescan.rs declared_encoding; un-ignore once fixed"]
-fn acs_known_bugs_are_fixed() {
+fn acs_former_bugs_stay_fixed() {
     let known: Vec<_> = fuzz_inputs("acs")
         .into_iter()
         .filter(|(p, _)| base_name(p).starts_with("known-bug-"))
@@ -272,27 +271,8 @@ fn on_origin(path: &str) -> bool {
         && resolves_on_origin(path)
 }
 
-/// KNOWN BUG (reported, not fixed here: the fix belongs in src/return_to.rs):
-/// `sanitize` checks only the fully decoded value, so a value that starts with a
-/// percent-encoded "/" ("%2F", "%252Fdashboard") is returned as it is, a relative
-/// reference that browsers resolve below the ACS path (/saml/%2F). It stays on the
-/// origin, but it is not the absolute path SPEC §4 promises. Reproducer:
-/// fuzz/regressions/return_to/known-bug-encoded-leading-slash. Until it is fixed
-/// such results are only held to the weaker promise: they resolve on the origin at
-/// every decoding level and fully decode to an absolute path.
-fn known_relative_result(raw: &str, out: &str) -> bool {
-    !raw.starts_with('/') && out != "/" && out.starts_with('%')
-}
-
 fn assert_stays_on_origin(raw: &str, out: &str) {
-    let relaxed = known_relative_result(raw, out);
-    let ok = |path: &str| {
-        if relaxed {
-            resolves_on_origin(path) && (path.starts_with('%') || on_origin(path))
-        } else {
-            on_origin(path)
-        }
-    };
+    let ok = on_origin;
     assert!(ok(out), "{raw:?} -> {out:?}");
     assert!(
         out.bytes().all(|b| b.is_ascii_graphic()),
@@ -319,7 +299,6 @@ fn assert_stays_on_origin(raw: &str, out: &str) {
 }
 
 #[test]
-#[ignore = "known bug in src/return_to.rs (see known_relative_result); un-ignore once fixed"]
 fn return_to_results_are_absolute_paths() {
     let reproducer = fs::read_to_string(
         fuzz_dir("regressions", "return_to").join("known-bug-encoded-leading-slash"),
@@ -327,7 +306,7 @@ fn return_to_results_are_absolute_paths() {
     .unwrap();
     for raw in [reproducer.as_str(), "%2F", "%252Fdashboard", "%2Fa%2Fb"] {
         let out = sanitize(raw);
-        assert!(!known_relative_result(raw, &out), "{raw:?} -> {out:?}");
+        assert_eq!(out, "/", "{raw:?}");
         assert_stays_on_origin(raw, &out);
     }
 }

@@ -12,21 +12,9 @@ fn absolute_path(path: &str) -> bool {
     chars.next() == Some('/') && !matches!(chars.next(), Some('/' | '\\'))
 }
 
-/// KNOWN BUG (reported; the fix belongs in src/return_to.rs, see
-/// `known_relative_result` in tests/properties.rs and
-/// fuzz/regressions/return_to/known-bug-encoded-leading-slash): a value starting
-/// with an encoded "/" ("%2F…") comes back as it is, a relative reference that stays
-/// on the origin. Such results are held to that weaker promise until it is fixed:
-/// every decoding level is absolute or still starts with "%" (no scheme, no
-/// authority), and the full decoding is absolute.
-fn known_relative_result(raw: &str, out: &str) -> bool {
-    !raw.starts_with('/') && out != "/" && out.starts_with('%')
-}
-
 fuzz_target!(|raw: &str| {
     let out = samlgate::return_to::sanitize(raw);
-    let relaxed = known_relative_result(raw, &out);
-    let ok = |path: &str| absolute_path(path) || (relaxed && path.starts_with('%'));
+    let ok = absolute_path;
     assert!(ok(&out), "{raw:?} -> {out:?}");
     assert!(
         out.bytes().all(|b| b.is_ascii_graphic()),

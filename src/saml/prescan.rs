@@ -346,8 +346,8 @@ fn declared_encoding(xml: &str) -> Option<&str> {
     let declaration = &declaration[..declaration.find("?>")?];
     let rest = &declaration[declaration.find("encoding")? + "encoding".len()..];
     let rest = rest.trim_start().strip_prefix('=')?.trim_start();
-    let quote = rest.chars().next()?;
-    let value = &rest[1..];
+    let quote = rest.chars().next().filter(|q| matches!(q, '"' | '\''))?;
+    let value = &rest[quote.len_utf8()..];
     Some(&value[..value.find(quote)?])
 }
 
@@ -395,6 +395,11 @@ mod tests {
             Some("latin1")
         );
         assert_eq!(declared_encoding("<a/>"), None);
+        // Found by the fuzzer: a non-ASCII character where the quote belongs.
+        assert_eq!(
+            declared_encoding("<?xml version=\"1.0\" encoding=éUTF-8é?><a/>"),
+            None
+        );
         assert_eq!(
             prescan(r#"<?xml version="1.0" encoding="ISO-8859-1"?><a/>"#, false),
             Err(LoginRejection::Malformed)

@@ -7,9 +7,12 @@
 //! hostile document could forge log lines.
 
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::sync::Mutex;
+use std::sync::{Mutex, Once};
+
+use samael::crypto::{CertificateDer, CryptoProvider as _, XmlSec};
 
 static LOCK: Mutex<()> = Mutex::new(());
+static INITIALISED: Once = Once::new();
 
 /// The leading fields of libxml2's `xmlError` (stable since libxml2 2.6).
 #[repr(C)]
@@ -32,12 +35,20 @@ type StructuredErrorFunc = unsafe extern "C" fn(user_data: *mut c_void, error: *
 
 extern "C" {
     fn xmlSecErrorsSetCallback(callback: Option<XmlSecErrorsCallback>);
+    fn xmlSecErrorsDefaultCallbackEnableOutput(enabled: c_int);
     fn xmlSetStructuredErrorFunc(context: *mut c_void, handler: Option<StructuredErrorFunc>);
 }
 
 /// Runs `f` holding the process-wide XML security lock.
 pub(super) fn locked<T>(f: impl FnOnce() -> T) -> T {
     let _guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // xmlsec-openssl installs its own error callback when samael first initialises
+    // it: make that happen (a key load that fails at once) before ours goes in.
+    INITIALISED.call_once(|| {
+        // SAFETY: stores a flag; xmlsec's default callback then prints nothing.
+        unsafe { xmlSecErrorsDefaultCallbackEnableOutput(0) };
+        let _ = XmlSec::verify_signed_xml(b"<a/>", &CertificateDer::from(Vec::new()), None);
+    });
     // libxml2's handler is per thread, and blocking threads come and go: set both
     // every time (two pointer stores).
     // SAFETY: both functions only store the pointer; the handlers below are
