@@ -167,3 +167,80 @@ async fn tls_termination_and_https_upstream_with_a_configured_ca() {
     );
     assert_eq!(get(untrusting.addr, "/static/nope", "").await.status, 502);
 }
+
+#[tokio::test]
+async fn an_upstream_reset_mid_response_cuts_that_response_only() {
+    let keys = Keys::new(Algorithm::Es256);
+    let panel = Panel::start().await;
+    let gate = Samlgate::start(&keys, &config_toml(&keys, &panel.url(), "", ""));
+    let cookie = keys
+        .codec("samlgate_session", false)
+        .seal(&alice(unix_now()));
+    let header = format!("Cookie: samlgate_session={cookie}\r\n");
+    // The client sees the connection end before the promised 1000 bytes.
+    let mut stream = TcpStream::connect(gate.addr).await.unwrap();
+    let request = format!("GET /reset HTTP/1.1\r\nHost: gate.test\r\n{header}\r\n");
+    tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut received),
+    )
+    .await
+    .expect("the cut response ends instead of hanging");
+    let _ = read;
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        received.len() < 1000,
+        "a truncated body, not a complete one"
+    );
+    // The pool recovers: following requests are answered normally.
+    for _ in 0..5 {
+        assert_eq!(get(gate.addr, "/after", &header).await.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn sigterm_under_load_answers_every_accepted_request() {
+    let keys = Keys::new(Algorithm::Es256);
+    let panel = Panel::start().await;
+    let mut gate = Samlgate::start(&keys, &config_toml(&keys, &panel.url(), "", ""));
+    let cookie = keys
+        .codec("samlgate_session", false)
+        .seal(&alice(unix_now()));
+    let addr = gate.addr;
+    let requests: Vec<_> = (0..50)
+        .map(|i| {
+            let header = format!("Cookie: samlgate_session={cookie}\r\n");
+            tokio::spawn(
+                async move { get(addr, &format!("/slow?ms={}", 300 + i * 10), &header).await },
+            )
+        })
+        .collect();
+    // Every request has reached the panel, so each was accepted before SIGTERM.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while panel.seen().len() < 50 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} arrived",
+            panel.seen().len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gate.signal("TERM");
+    let mut complete = 0;
+    for request in requests {
+        let response = request.await.unwrap();
+        assert_eq!(response.status, 200);
+        assert!(response.text().starts_with("slow "));
+        complete += 1;
+    }
+    assert_eq!(complete, 50);
+    let code = tokio::task::spawn_blocking(move || gate.wait(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+}

@@ -286,6 +286,20 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Response<Body>
     match path.as_str() {
         "/internal/samlgate/accounts" => accounts(state, &req).await,
         "/internal/samlgate/tenants" => tenants(&state, &req),
+        "/reset" => {
+            // Headers and half a body, then the connection dies.
+            let (mut tx, body) = http_body_util::channel::Channel::<Bytes, std::io::Error>::new(1);
+            tokio::spawn(async move {
+                let _ = tx.send_data(Bytes::from_static(b"partial")).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                tx.abort(std::io::Error::other("reset"));
+            });
+            let mut response = Response::new(boxed(body));
+            response
+                .headers_mut()
+                .insert("content-length", http::HeaderValue::from_static("1000"));
+            response
+        }
         "/slow" => {
             let ms = req
                 .uri()
