@@ -58,15 +58,30 @@ impl IdentityHeaderStripper {
 
     /// Removes all matching headers, every value of each.
     pub fn strip(&self, headers: &mut HeaderMap) {
+        // Runs on every request: compare in place rather than folding each name
+        // into a new string.
         let doomed: Vec<HeaderName> = headers
             .keys()
-            .filter(|name| self.names.contains(&fold(name.as_str())))
+            .filter(|name| self.names.iter().any(|own| same_folded(own, name.as_str())))
             .cloned()
             .collect();
         for name in doomed {
             headers.remove(name);
         }
     }
+}
+
+/// Whether `name` equals the already folded `folded` once case and `_`/`-` are folded.
+fn same_folded(folded: &str, name: &str) -> bool {
+    folded.len() == name.len()
+        && folded.bytes().zip(name.bytes()).all(|(f, n)| {
+            let n = if n == b'_' {
+                b'-'
+            } else {
+                n.to_ascii_lowercase()
+            };
+            f == n
+        })
 }
 
 /// samlgate's own cookies (session, request state, remembered company): the panel

@@ -151,9 +151,16 @@ impl ReplayStore {
 }
 
 fn key(kind: &str, id: &str) -> String {
+    use std::fmt::Write as _;
     let digest = Sha256::digest(id.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("samlgate:{kind}:{hex}")
+    let mut key = String::with_capacity(10 + kind.len() + 64);
+    key.push_str("samlgate:");
+    key.push_str(kind);
+    key.push(':');
+    for byte in digest {
+        let _ = write!(key, "{byte:02x}");
+    }
+    key
 }
 
 fn key_checked(key: &str) -> String {

@@ -144,7 +144,10 @@ impl App {
     ) -> Response<Body> {
         let now = unix_now();
         let session = self.session(req.headers(), now).await;
-        outcome.session = session.as_ref().map(|s| session_hash(&s.sid));
+        // The hash exists only for the access log; skip it when that is off.
+        if tracing::enabled!(target: "samlgate::access", tracing::Level::INFO) {
+            outcome.session = session.as_ref().map(|s| session_hash(&s.sid));
+        }
 
         if let Some(route) = own_route(&self.prefix, req.uri().path()) {
             outcome.route = Some(RouteClass::samlgate);
@@ -581,8 +584,13 @@ fn whoami(session: &Session) -> serde_json::Value {
 
 /// A short, non-reversible tag for a session id, for logs.
 fn session_hash(sid: &str) -> String {
+    use std::fmt::Write as _;
     let digest = Sha256::digest(sid.as_bytes());
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    let mut hash = String::with_capacity(12);
+    for byte in &digest[..6] {
+        let _ = write!(hash, "{byte:02x}");
+    }
+    hash
 }
 
 /// A short random id shown to the user and logged with the precise reason.
