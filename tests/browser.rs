@@ -9,114 +9,11 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use support::browser::{Chromedriver, Session};
+use support::demo::Demo;
 
 /// One browser at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A running `samlgate demo`; killed on drop.
-struct Demo {
-    child: Child,
-    base: u16,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Demo {
-    /// Starts the demo on four free consecutive ports (retrying if one was taken
-    /// meanwhile) and waits for its banner.
-    fn start() -> Self {
-        for _ in 0..5 {
-            if let Some(demo) = Self::try_start(free_base()) {
-                return demo;
-            }
-        }
-        panic!("samlgate demo did not start on any free ports");
-    }
-
-    fn try_start(base: u16) -> Option<Self> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_samlgate"))
-            .args(["demo", "--base-port", &base.to_string()])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if stdout.lock().unwrap().contains("Press Ctrl-C to stop.") {
-                return Some(Self {
-                    child,
-                    base,
-                    stderr,
-                });
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                eprintln!(
-                    "demo on {base} exited early ({status}):\n{}",
-                    stderr.lock().unwrap()
-                );
-                return None;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "demo did not start:\n{}",
-                stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// samlgate's URL for `path`.
-    fn gate(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.base)
-    }
-
-    /// The development IdP's URL for `path`.
-    fn idp(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.base + 1)
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
-    let sink = Arc::new(Mutex::new(String::new()));
-    let writer = sink.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            let mut text = writer.lock().unwrap();
-            text.push_str(&line);
-            text.push('\n');
-        }
-    });
-    sink
-}
-
-/// A port p such that p..p+4 are all free on loopback right now.
-fn free_base() -> u16 {
-    loop {
-        let base = support::free_port();
-        if base > 65532 {
-            continue;
-        }
-        let free = (0..4).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if free {
-            return base;
-        }
-    }
-}
 
 /// The demo, chromedriver and a fresh browser session; declared so that they stop in
 /// this order when dropped (also when a test fails): Chromium (through the driver),
@@ -136,7 +33,7 @@ impl Stand {
         let demo = Demo::start();
         let driver = Chromedriver::start(&driver).await;
         let mut browser = Session::open(&driver).await;
-        browser.attach_logs(demo.stderr.clone());
+        browser.attach_logs(demo.log_sink());
         Some(Self {
             browser,
             driver,
@@ -195,7 +92,7 @@ impl Stand {
 
     /// SP-initiated login as Alice from samlgate's front page, company typed in.
     async fn log_in_as_alice(&self) {
-        self.browser.goto(&self.demo.gate("/")).await;
+        self.browser.goto(&self.demo.gate_url("/")).await;
         self.choose_company("demo").await;
         self.idp_sign_in("alice").await;
         self.expect_panel("Alice Anderson").await;
@@ -211,7 +108,8 @@ impl Stand {
         let signed_out = b.url().await;
         assert_eq!(signed_out.port(), Some(self.demo.base + 1), "{signed_out}");
         assert_eq!(signed_out.path(), "/app/demo/slo");
-        b.find(&format!("a[href='{}']", self.demo.gate("/"))).await;
+        b.find(&format!("a[href='{}']", self.demo.gate_url("/")))
+            .await;
     }
 }
 
@@ -229,7 +127,7 @@ macro_rules! stand {
 async fn sp_initiated_login_with_the_company_id() {
     let stand = stand!();
     let b = &stand.browser;
-    b.goto(&stand.demo.gate("/")).await;
+    b.goto(&stand.demo.gate_url("/")).await;
     b.find_text("h1", "Sign in with Okta").await;
     let login = b.url().await;
     assert_eq!(login.path(), "/saml/login", "{login}");
@@ -260,7 +158,7 @@ async fn sp_initiated_login_with_the_company_id() {
 async fn deep_link_survives_the_login() {
     let stand = stand!();
     let b = &stand.browser;
-    b.goto(&stand.demo.gate("/reports?x=1")).await;
+    b.goto(&stand.demo.gate_url("/reports?x=1")).await;
     stand.choose_company("demo").await;
     stand.idp_sign_in("alice").await;
     stand.expect_panel("Alice Anderson").await;
@@ -279,7 +177,7 @@ async fn deep_link_survives_the_login() {
 async fn idp_initiated_login_from_the_dashboard_tile() {
     let stand = stand!();
     let b = &stand.browser;
-    b.goto(&stand.demo.idp("/")).await;
+    b.goto(&stand.demo.idp_url("/")).await;
     b.find_text("p", "to continue to your applications").await;
     stand.idp_sign_in("alice").await;
     b.find_text("h1", "My Applications").await;
@@ -298,7 +196,7 @@ async fn idp_initiated_login_from_the_dashboard_tile() {
 async fn user_not_linked_yet_sees_why() {
     let stand = stand!();
     let b = &stand.browser;
-    b.goto(&stand.demo.gate("/")).await;
+    b.goto(&stand.demo.gate_url("/")).await;
     stand.choose_company("demo").await;
     stand.idp_sign_in("carol").await;
     b.find_text("h1", "Your account is not linked yet").await;
@@ -328,7 +226,7 @@ async fn sign_out_ends_the_session() {
 
     // samlgate's session is gone: its front page asks for a login again (at the
     // IdP, the company being remembered), not the panel.
-    b.goto(&stand.demo.gate("/")).await;
+    b.goto(&stand.demo.gate_url("/")).await;
     b.find("input#password").await;
     assert!(!b.has("h2#who").await, "the panel after signing out");
     assert_eq!(b.url().await.port(), Some(stand.demo.base + 1));
@@ -351,7 +249,7 @@ async fn second_login_skips_the_company_screen() {
     );
     // Straight to the IdP (whose session ended with samlgate's logout, hence its
     // login form): samlgate's company screen is skipped.
-    b.goto(&stand.demo.gate("/")).await;
+    b.goto(&stand.demo.gate_url("/")).await;
     b.find("form[action='/login'] input#password").await;
     let url = b.url().await;
     assert_eq!(url.port(), Some(stand.demo.base + 1), "{url}");

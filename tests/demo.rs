@@ -3,150 +3,16 @@
 
 mod support;
 
-use std::io::{BufRead as _, BufReader, Read as _};
-use std::net::{Ipv4Addr, SocketAddr};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use base64::Engine as _;
+use support::demo::Demo;
 use support::{get, post_form, Browser, RawResponse};
 
 const HTML: &str = "Accept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.8\r\n";
 
-/// A running `samlgate demo`; killed on drop.
-struct Demo {
-    child: Child,
-    base: u16,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Demo {
-    /// Starts the demo on four free consecutive ports (retrying if one was taken
-    /// meanwhile) and waits for its banner.
-    fn start() -> Self {
-        for _ in 0..5 {
-            let base = free_base();
-            if let Some(demo) = Self::try_start(base) {
-                return demo;
-            }
-        }
-        panic!("samlgate demo did not start on any free ports");
-    }
-
-    fn try_start(base: u16) -> Option<Self> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_samlgate"))
-            .args(["demo", "--base-port", &base.to_string()])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if stdout.lock().unwrap().contains("Press Ctrl-C to stop.") {
-                return Some(Self {
-                    child,
-                    base,
-                    stdout,
-                    stderr,
-                });
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                eprintln!(
-                    "demo on {base} exited early ({status}):\n{}",
-                    stderr.lock().unwrap()
-                );
-                return None;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "demo did not start:\n{}",
-                stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn addr(&self, offset: u16) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, self.base + offset))
-    }
-
-    fn gate(&self) -> SocketAddr {
-        self.addr(0)
-    }
-
-    fn idp(&self) -> SocketAddr {
-        self.addr(1)
-    }
-
-    fn panel(&self) -> SocketAddr {
-        self.addr(2)
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("the demo did not exit within {timeout:?}");
-    }
-
-    fn logs(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
-    let sink = Arc::new(Mutex::new(String::new()));
-    let writer = sink.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            let mut text = writer.lock().unwrap();
-            text.push_str(&line);
-            text.push('\n');
-        }
-    });
-    sink
-}
-
-/// A port p such that p..p+4 are all free on loopback right now.
-fn free_base() -> u16 {
-    loop {
-        let base = support::free_port();
-        if base > 65532 {
-            continue;
-        }
-        let free = (0..4).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if free {
-            return base;
-        }
-    }
-}
-
-/// The value of the hidden (or other) input called `name` in an HTML form, unescaped.
 fn input(page: &str, name: &str) -> Option<String> {
     let marker = format!("name=\"{name}\" value=\"");
     let start = page.find(&marker)? + marker.len();
@@ -250,7 +116,7 @@ fn with_cookies(browser: &Browser) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_logs_users_in_sp_and_idp_initiated_and_stops_on_sigint() {
     let mut demo = Demo::start();
-    let banner = demo.stdout.lock().unwrap().clone();
+    let banner = demo.banner();
     let gate_url = format!("http://127.0.0.1:{}/", demo.base);
     assert!(banner.contains(&format!("Open {gate_url}")), "{banner}");
     for needle in [

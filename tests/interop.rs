@@ -16,10 +16,11 @@ mod support;
 use base64::Engine as _;
 use samlgate::identity::Algorithm;
 use serde_json::Value;
+use support::demo::Demo;
 use support::idp::decode_authn_request;
 use support::interop::{
     decode_saml_response, element_text, form_with, parse_sp_metadata, pem_from_base64,
-    signature_placement, Agent, Demo, HtmlForm, IdpMetadata, Mellon, SimpleSamlPhp, SpMetadata,
+    signature_placement, Agent, HtmlForm, IdpMetadata, Mellon, SimpleSamlPhp, SpMetadata,
     NAMEID_EMAIL,
 };
 use support::panel::Panel;
@@ -384,7 +385,7 @@ impl MellonCtx {
         } else {
             &[]
         };
-        let demo = Demo::start(env);
+        let demo = Demo::start_with(env);
         let certificate = match certificate {
             Some(certificate) => certificate,
             None => demo_signing_certificate(&demo).await,

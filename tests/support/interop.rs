@@ -13,11 +13,9 @@
 //! give the tail for panic messages.
 
 use std::fs::File;
-use std::io::{BufRead as _, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -1017,109 +1015,5 @@ impl Mellon {
 impl Drop for Mellon {
     fn drop(&mut self) {
         stop(&mut self.child);
-    }
-}
-
-/// `samlgate demo` on four free consecutive loopback ports; killed on drop.
-pub struct Demo {
-    child: Child,
-    pub base: u16,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Demo {
-    /// Starts the demo with extra environment variables and waits for its banner.
-    pub fn start(env: &[(&str, &str)]) -> Self {
-        for _ in 0..5 {
-            let base = free_base();
-            let mut child = Command::new(env!("CARGO_BIN_EXE_samlgate"))
-                .args(["demo", "--base-port", &base.to_string()])
-                .envs(env.iter().copied())
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            let stdout = collect(child.stdout.take().unwrap());
-            let stderr = collect(child.stderr.take().unwrap());
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                if stdout.lock().unwrap().contains("Press Ctrl-C to stop.") {
-                    return Self {
-                        child,
-                        base,
-                        stderr,
-                    };
-                }
-                if let Some(status) = child.try_wait().unwrap() {
-                    eprintln!(
-                        "demo on {base} exited early ({status}):\n{}",
-                        stderr.lock().unwrap()
-                    );
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "demo did not start:\n{}",
-                    stderr.lock().unwrap()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        panic!("samlgate demo did not start on any free ports");
-    }
-
-    /// The development IdP's origin (P+1).
-    pub fn idp_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.base + 1)
-    }
-
-    pub fn logs(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Demo {
-    /// SIGTERM first, so that the demo removes its temporary directory.
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        stop(&mut self.child);
-    }
-}
-
-fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
-    let sink = Arc::new(Mutex::new(String::new()));
-    let writer = sink.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            let mut text = writer.lock().unwrap();
-            text.push_str(&line);
-            text.push('\n');
-        }
-    });
-    sink
-}
-
-/// A port p such that p..p+4 are all free on loopback right now.
-fn free_base() -> u16 {
-    loop {
-        let base = super::free_port();
-        if base > 65532 {
-            continue;
-        }
-        if (0..4).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
     }
 }

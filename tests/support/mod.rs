@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod browser;
+pub mod demo;
 pub mod idp;
 pub mod interop;
 pub mod panel;
