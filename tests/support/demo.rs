@@ -119,32 +119,19 @@ impl Demo {
 
     /// Sends `signal` (e.g. "INT") to the demo.
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        super::send_signal(&self.child, signal);
     }
 
     /// Waits for the demo to exit and returns its exit code.
     pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("the demo did not exit within {timeout:?}");
+        super::wait_exit(&mut self.child, timeout)
     }
 }
 
 impl Drop for Demo {
     fn drop(&mut self) {
         let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
+            .args(["-TERM", &self.child.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
