@@ -49,26 +49,7 @@ where
 
 /// An HTML page: `body` must already be escaped HTML; `csp` is the page's policy.
 pub(super) fn html(status: StatusCode, csp: &str, body: String) -> Response<Body> {
-    let mut response = Response::new(full(body));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    no_store(headers);
-    if let Ok(csp) = HeaderValue::from_str(csp) {
-        headers.insert("content-security-policy", csp);
-    }
-    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    // Not `no-referrer`: with it, browsers send `Origin: null` on same-origin POSTs,
-    // which the IdP's cross-site check could not tell from a forged one.
-    headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    response
+    crate::pages::html_page(status, csp, body)
 }
 
 /// A static asset (stylesheet, script) that browsers may cache briefly.

@@ -229,8 +229,13 @@ pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
 
 fn html(status: StatusCode, rendered: askama::Result<String>) -> Response<Body> {
     // The templates take only strings; rendering cannot fail at run time.
-    let page = rendered.expect("templates render");
-    let mut response = Response::new(full(page));
+    html_page(status, CSP, rendered.expect("templates render"))
+}
+
+/// An HTML page (`body` already escaped) with the headers every page of samlgate's
+/// (and the demo's) gets: no caching, `csp`, no framing, no sniffing.
+pub fn html_page(status: StatusCode, csp: &str, body: String) -> Response<Body> {
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -238,10 +243,12 @@ fn html(status: StatusCode, rendered: askama::Result<String>) -> Response<Body> 
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert("content-security-policy", HeaderValue::from_static(CSP));
+    if let Ok(csp) = HeaderValue::from_str(csp) {
+        headers.insert("content-security-policy", csp);
+    }
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     // `same-origin`, not `no-referrer`: with no-referrer browsers send `Origin: null` on
-    // the login form's own POST, which the CSRF check must refuse.
+    // a page's own form POST, which a CSRF check must refuse.
     headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     headers.insert(
         "x-content-type-options",
