@@ -1,18 +1,13 @@
 //! Header hygiene: hop-by-hop removal (RFC 9110 §7.6.1) and identity header stripping.
 
-use http::header::{HeaderName, CONNECTION, COOKIE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use http::header::{HeaderName, CONNECTION, COOKIE, TE};
 use http::HeaderMap;
-
-const FIXED_HOP_BY_HOP: [&str; 4] = [
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-];
 
 /// Removes hop-by-hop headers: the fixed set and every header `Connection` names.
 /// `TE: trailers` is kept, since it is end-to-end in meaning for gRPC-style peers.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Runs twice per proxied request: one pass over the (few) names present is
+    // cheaper than a lookup for each of the many names that are usually absent.
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -20,21 +15,28 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
         .collect();
-    for name in listed {
-        headers.remove(name);
-    }
-    for name in [CONNECTION, TRAILER, TRANSFER_ENCODING, UPGRADE] {
-        headers.remove(name);
-    }
-    for name in FIXED_HOP_BY_HOP {
-        headers.remove(name);
-    }
     let te_trailers_only = headers
         .get_all(TE)
         .iter()
         .all(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    if !te_trailers_only {
-        headers.remove(TE);
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| match name.as_str() {
+            "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade" => true,
+            "te" => !te_trailers_only,
+            _ => listed.contains(name),
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
     }
 }
 
@@ -101,21 +103,24 @@ impl OwnCookies {
 
     /// Rewrites the `Cookie` headers without samlgate's cookies.
     pub fn remove_from(&self, headers: &mut HeaderMap) {
-        let kept: Vec<String> = headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .map(str::trim)
-            .filter(|pair| {
-                let name = pair.split_once('=').map_or(*pair, |(name, _)| name).trim();
-                !pair.is_empty() && !self.names.iter().any(|own| own == name)
-            })
-            .map(str::to_owned)
-            .collect();
+        let mut kept = String::new();
+        for value in headers.get_all(COOKIE) {
+            // A header that is not visible ASCII cannot be split safely; it is dropped.
+            let Ok(value) = value.to_str() else { continue };
+            for pair in value.split(';').map(str::trim) {
+                let name = pair.split_once('=').map_or(pair, |(name, _)| name).trim();
+                if pair.is_empty() || self.names.iter().any(|own| own == name) {
+                    continue;
+                }
+                if !kept.is_empty() {
+                    kept.push_str("; ");
+                }
+                kept.push_str(pair);
+            }
+        }
         headers.remove(COOKIE);
         if !kept.is_empty() {
-            if let Ok(value) = http::HeaderValue::from_str(&kept.join("; ")) {
+            if let Ok(value) = http::HeaderValue::try_from(kept) {
                 headers.insert(COOKIE, value);
             }
         }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONNECTION, HOST, UPGRADE};
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt as _;
@@ -82,12 +83,22 @@ where
 }
 
 /// What the proxy needs to know about the client side of a request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientInfo {
     /// The peer address.
     pub addr: SocketAddr,
     /// Whether the client connection is TLS.
     pub tls: bool,
+    /// The peer IP as a header value, formatted once per connection, not per request.
+    ip: HeaderValue,
+}
+
+impl ClientInfo {
+    /// The client side of a connection from `addr`.
+    pub fn new(addr: SocketAddr, tls: bool) -> Self {
+        let ip = HeaderValue::try_from(addr.ip().to_string()).expect("an IP address is ASCII");
+        Self { addr, tls, ip }
+    }
 }
 
 /// The panel behind samlgate.
@@ -124,7 +135,7 @@ impl Upstream {
     pub async fn forward(
         &self,
         req: Request<Incoming>,
-        client: ClientInfo,
+        client: &ClientInfo,
         identity: Vec<(HeaderName, HeaderValue)>,
     ) -> Result<(Response<Body>, Duration), ProxyError> {
         let mut req = req;
@@ -185,12 +196,21 @@ impl Upstream {
     }
 
     fn upstream_uri(&self, original: &Uri) -> Result<Uri, ProxyError> {
-        let path_and_query = original.path_and_query().map_or("/", |p| p.as_str());
-        Ok(Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(format!("{}{}", self.base_path, path_and_query))
-            .build()?)
+        let path_and_query = match original.path_and_query() {
+            // The usual case, an upstream without a base path: no copy, no re-parse.
+            Some(original) if self.base_path.is_empty() => original.clone(),
+            original => PathAndQuery::try_from(format!(
+                "{}{}",
+                self.base_path,
+                original.map_or("/", |p| p.as_str())
+            ))
+            .map_err(http::Error::from)?,
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Ok(Uri::from_parts(parts).map_err(http::Error::from)?)
     }
 }
 
@@ -221,22 +241,20 @@ pub fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
     (!h2c).then(|| protocol.clone())
 }
 
-fn set_forwarded(headers: &mut HeaderMap, client: ClientInfo, host: Option<HeaderValue>) {
+fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<HeaderValue>) {
     static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
     static XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
-    let ip = client.addr.ip().to_string();
-    let prior: Vec<&str> = headers
-        .get_all(&XFF)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let forwarded_for = if prior.is_empty() {
-        ip
+    let forwarded_for = if headers.contains_key(&XFF) {
+        let prior: Vec<&[u8]> = headers.get_all(&XFF).iter().map(|v| v.as_bytes()).collect();
+        let mut value = prior.join(&b", "[..]);
+        value.extend_from_slice(b", ");
+        value.extend_from_slice(client.ip.as_bytes());
+        HeaderValue::from_bytes(&value).ok()
     } else {
-        format!("{}, {ip}", prior.join(", "))
+        Some(client.ip.clone())
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+    if let Some(value) = forwarded_for {
         headers.insert(&XFF, value);
     }
     let proto = if client.tls { "https" } else { "http" };

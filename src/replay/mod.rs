@@ -2,8 +2,9 @@
 //!
 //! Always kept in memory (moka, bounded, each entry until its own expiry); with
 //! `replay.redis_url` also in Redis, so every replica refuses an Assertion that
-//! any replica accepted (`SET NX PX`) and honours every logout. Keys are hashed
-//! and prefixed by kind, so an Assertion ID can never collide with a session id.
+//! any replica accepted (`SET NX PX`) and honours every logout. Shared keys are
+//! hashed and prefixed by kind, so an Assertion ID can never collide with a session
+//! id; in memory, revocations are kept under the plain session id (see `memory_key`).
 
 use std::time::{Duration, Instant};
 
@@ -104,13 +105,12 @@ impl ReplayStore {
 
     /// Revokes session `sid` for `ttl` (its remaining lifetime), everywhere.
     pub async fn revoke(&self, sid: &str, ttl: Duration) -> Result<(), ReplayError> {
-        let key = key("revoked", sid);
         let ttl = ttl.max(Duration::from_secs(1));
-        self.memory.insert(key.clone(), ttl).await;
+        self.memory.insert(memory_key("revoked", sid), ttl).await;
         if let Some(redis) = &self.redis {
             let mut redis = redis.clone();
             redis::cmd("SET")
-                .arg(&key)
+                .arg(key("revoked", sid))
                 .arg(1)
                 .arg("PX")
                 .arg(ttl.as_millis() as u64)
@@ -124,47 +124,68 @@ impl ReplayStore {
     /// Whether session `sid` was revoked. With Redis down an established session
     /// keeps working (logins fail closed instead); the error says so to the caller.
     pub async fn is_revoked(&self, sid: &str) -> Result<bool, ReplayError> {
-        let key = key("revoked", sid);
-        if self.memory.contains_key(&key) {
+        // Runs on every proxied request: the memory keys are plain (a sid is ours,
+        // short and authenticated), and the hashed Redis key is only built to ask Redis.
+        if self.memory.contains_key(&memory_key("revoked", sid)) {
             return Ok(true);
         }
         let Some(redis) = &self.redis else {
             return Ok(false);
         };
-        let checked = key_checked(&key);
+        let checked = memory_key("revocation-checked", sid);
         if self.memory.contains_key(&checked) {
             return Ok(false);
         }
+        // Boxed: the Redis round trip's future would otherwise make every request's
+        // future (and so every connection) larger.
+        Box::pin(self.ask_redis_revoked(redis, sid, checked)).await
+    }
+
+    async fn ask_redis_revoked(
+        &self,
+        redis: &ConnectionManager,
+        sid: &str,
+        checked: String,
+    ) -> Result<bool, ReplayError> {
         let mut redis = redis.clone();
         let revoked: bool = redis::cmd("EXISTS")
-            .arg(&key)
+            .arg(key("revoked", sid))
             .query_async(&mut redis)
             .await
             .map_err(unavailable)?;
-        if revoked {
-            self.memory.insert(key, REVOCATION_RECHECK).await;
+        let remembered = if revoked {
+            memory_key("revoked", sid)
         } else {
-            self.memory.insert(checked, REVOCATION_RECHECK).await;
-        }
+            checked
+        };
+        self.memory.insert(remembered, REVOCATION_RECHECK).await;
         Ok(revoked)
     }
 }
 
+/// The shared (Redis) key: hashed, so any id fits and kinds never collide.
 fn key(kind: &str, id: &str) -> String {
-    use std::fmt::Write as _;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(id.as_bytes());
     let mut key = String::with_capacity(10 + kind.len() + 64);
     key.push_str("samlgate:");
     key.push_str(kind);
     key.push(':');
     for byte in digest {
-        let _ = write!(key, "{byte:02x}");
+        key.push(char::from(HEX[usize::from(byte >> 4)]));
+        key.push(char::from(HEX[usize::from(byte & 0xf)]));
     }
     key
 }
 
-fn key_checked(key: &str) -> String {
-    format!("{key}:checked")
+/// A key of the in-memory map that is never a [`key`] (those start with `samlgate:`).
+fn memory_key(kind: &str, id: &str) -> String {
+    // Not `format!`: this runs on every proxied request.
+    let mut key = String::with_capacity(kind.len() + 1 + id.len());
+    key.push_str(kind);
+    key.push(':');
+    key.push_str(id);
+    key
 }
 
 fn unavailable(error: redis::RedisError) -> ReplayError {
@@ -174,6 +195,15 @@ fn unavailable(error: redis::RedisError) -> ReplayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_prefixed_lowercase_hex_sha256() {
+        // Replicas of different versions share Redis: the key format must not drift.
+        assert_eq!(
+            key("revoked", "x"),
+            "samlgate:revoked:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+        );
+    }
 
     #[tokio::test]
     async fn an_assertion_id_is_accepted_once_until_it_expires() {

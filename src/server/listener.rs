@@ -65,7 +65,7 @@ pub(super) async fn serve_public(
             let _slot = slot;
             match acceptor {
                 None => {
-                    let client = ClientInfo { addr, tls: false };
+                    let client = ClientInfo::new(addr, false);
                     serve_connection(stream, client, app, watcher, header_read_timeout).await;
                 }
                 Some(acceptor) => {
@@ -73,7 +73,7 @@ pub(super) async fn serve_public(
                         tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
                     match handshake {
                         Ok(Ok(stream)) => {
-                            let client = ClientInfo { addr, tls: true };
+                            let client = ClientInfo::new(addr, true);
                             serve_connection(stream, client, app, watcher, header_read_timeout)
                                 .await;
                         }
@@ -99,8 +99,10 @@ async fn serve_connection<IO>(
 {
     // Each request takes the configuration in force when it arrives, so a reload
     // reaches keep-alive connections too.
+    let addr = client.addr;
     let service = service_fn(move |req| {
         let app = current.load().app.clone();
+        let client = client.clone();
         async move { Ok::<_, Infallible>(app.handle(req, client).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -118,7 +120,7 @@ async fn serve_connection<IO>(
         .keep_alive_interval(header_read_timeout);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     if let Err(error) = watcher.watch(connection.into_owned()).await {
-        tracing::debug!(%error, addr = %client.addr, "connection ended with an error");
+        tracing::debug!(%error, %addr, "connection ended with an error");
     }
 }
 

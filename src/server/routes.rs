@@ -61,6 +61,8 @@ pub struct App {
 /// What the access log records about one request besides method, path and status.
 #[derive(Default)]
 struct Outcome {
+    /// Whether the access log is on (set by the caller).
+    log: bool,
     route: Option<RouteClass>,
     session: Option<String>,
     upstream_ms: Option<f64>,
@@ -112,15 +114,22 @@ impl App {
     pub async fn handle(&self, mut req: Request<Incoming>, client: ClientInfo) -> Response<Body> {
         let started = Instant::now();
         let _in_flight = self.metrics.in_flight();
-        let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        // What only the access log needs is only gathered when it is on.
+        let logged = tracing::enabled!(target: "samlgate::access", tracing::Level::INFO)
+            .then(|| (req.method().clone(), req.uri().path().to_owned()));
         self.stripper.strip(req.headers_mut());
 
-        let mut outcome = Outcome::default();
-        let response = self.route(req, client, &mut outcome).await;
+        let mut outcome = Outcome {
+            log: logged.is_some(),
+            ..Outcome::default()
+        };
+        let response = self.route(req, &client, &mut outcome).await;
 
         let route = outcome.route.unwrap_or(RouteClass::samlgate);
         self.metrics.request(route, response.status());
+        let Some((method, path)) = logged else {
+            return response;
+        };
         tracing::info!(
             target: "samlgate::access",
             method = %method,
@@ -139,20 +148,21 @@ impl App {
     async fn route(
         &self,
         req: Request<Incoming>,
-        client: ClientInfo,
+        client: &ClientInfo,
         outcome: &mut Outcome,
     ) -> Response<Body> {
         let now = unix_now();
         let session = self.session(req.headers(), now).await;
-        // The hash exists only for the access log; skip it when that is off.
-        if tracing::enabled!(target: "samlgate::access", tracing::Level::INFO) {
+        if outcome.log {
             outcome.session = session.as_ref().map(|s| session_hash(&s.sid));
         }
 
         if let Some(route) = own_route(&self.prefix, req.uri().path()) {
             outcome.route = Some(RouteClass::samlgate);
             let route = route.to_owned();
-            return self.own(&route, req, session, now).await;
+            // Boxed, like every path but proxying: hyper keeps one allocation the size
+            // of this future per connection and moves it on every request.
+            return Box::pin(self.own(&route, req, session, now)).await;
         }
         let navigation = is_navigation(&req);
         let identity = match &session {
@@ -174,7 +184,7 @@ impl App {
             }
             None if navigation => {
                 outcome.route = Some(RouteClass::login_redirect);
-                return self.login_redirect(&req, now).await;
+                return Box::pin(self.login_redirect(&req, now)).await;
             }
             None => {
                 outcome.route = Some(RouteClass::unauthenticated);
@@ -195,7 +205,7 @@ impl App {
     }
 
     /// The session in the cookie, unless it was revoked by a logout.
-    async fn session(&self, headers: &HeaderMap, now: i64) -> Option<Session> {
+    async fn session(&self, headers: &HeaderMap, now: i64) -> Option<Arc<Session>> {
         let session = self.sessions.open(headers, now)?;
         match self.replay.is_revoked(&session.sid).await {
             Ok(false) => Some(session),
@@ -212,7 +222,7 @@ impl App {
         &self,
         route: &str,
         req: Request<Incoming>,
-        session: Option<Session>,
+        session: Option<Arc<Session>>,
         now: i64,
     ) -> Response<Body> {
         let method = req.method().clone();
@@ -446,7 +456,7 @@ impl App {
     }
 
     /// `GET|POST /saml/logout`: revoke, clear, and leave (SPEC §4).
-    async fn logout(&self, session: Option<Session>, now: i64) -> Response<Body> {
+    async fn logout(&self, session: Option<Arc<Session>>, now: i64) -> Response<Body> {
         let mut location = self.login_url.clone();
         if let Some(session) = &session {
             let left = std::time::Duration::from_secs(

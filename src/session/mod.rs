@@ -3,6 +3,7 @@
 mod key;
 mod seal;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,6 +22,12 @@ const SESSION_PURPOSE: &[u8] = b"session";
 
 /// Bounds the decryption work one request can cause with many same-named cookies.
 const MAX_CANDIDATES: usize = 16;
+/// Most opened sessions remembered; beyond that the least recently used are opened again.
+const OPENED_CAPACITY: u64 = 8_192;
+/// Length of the cache key: the base64url text of the sealed value's random 24-byte nonce.
+const OPENED_KEY_LEN: usize = 32;
+/// How long an opened session is remembered without being used.
+const OPENED_IDLE: Duration = Duration::from_secs(300);
 
 /// A logged-in user, as carried (sealed) in the session cookie. Times are unix seconds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +68,19 @@ pub struct SessionCodec {
     cookie_name: String,
     ttl: Duration,
     secure: bool,
+    // Every proxied request carries the same cookie as the one before; decrypting
+    // and parsing it again was the largest cost of the hot path. Only values that
+    // opened are stored, and a hit must equal the stored value in full, so a hit is
+    // exactly a value this codec authenticated before. The key is the value's nonce
+    // (random per seal): hashing it is cheaper than hashing the whole cookie.
+    opened: moka::sync::Cache<[u8; OPENED_KEY_LEN], Arc<Opened>>,
+}
+
+/// A cookie value that opened, and its session.
+#[derive(Debug)]
+struct Opened {
+    value: Box<str>,
+    session: Arc<Session>,
 }
 
 impl SessionCodec {
@@ -71,6 +91,10 @@ impl SessionCodec {
             cookie_name: config.cookie_name.clone(),
             ttl: config.ttl,
             secure,
+            opened: moka::sync::Cache::builder()
+                .max_capacity(OPENED_CAPACITY)
+                .time_to_idle(OPENED_IDLE)
+                .build(),
         }
     }
 
@@ -128,14 +152,30 @@ impl SessionCodec {
     /// (another Path or Domain, an older deployment), in an order we cannot rely on,
     /// and since each candidate is authenticated on its own, accepting any valid one
     /// lets nobody in who does not hold a genuine session.
-    pub fn open(&self, headers: &HeaderMap, now: i64) -> Option<Session> {
+    pub fn open(&self, headers: &HeaderMap, now: i64) -> Option<Arc<Session>> {
         cookies(headers, &self.cookie_name)
             .take(MAX_CANDIDATES)
             .find_map(|value| {
-                let json = self.sealer.open(SESSION_PURPOSE, value)?;
-                let session: Session = serde_json::from_slice(&json).ok()?;
+                let session = self.open_cached(value)?;
                 (session.expires_at > now).then_some(session)
             })
+    }
+
+    fn open_cached(&self, value: &str) -> Option<Arc<Session>> {
+        let key: [u8; OPENED_KEY_LEN] = value.as_bytes().get(..OPENED_KEY_LEN)?.try_into().ok()?;
+        if let Some(opened) = self.opened.get(&key) {
+            if *opened.value == *value {
+                return Some(opened.session.clone());
+            }
+        }
+        let json = self.sealer.open(SESSION_PURPOSE, value)?;
+        let session = Arc::new(serde_json::from_slice::<Session>(&json).ok()?);
+        let opened = Opened {
+            value: value.into(),
+            session: session.clone(),
+        };
+        self.opened.insert(key, Arc::new(opened));
+        Some(session)
     }
 }
 
@@ -218,15 +258,16 @@ mod tests {
             "other=1; samlgate_session={}; x=y",
             codec.seal(&s)
         )]);
-        assert_eq!(codec.open(&headers, NOW), Some(s));
+        assert_eq!(codec.open(&headers, NOW).as_deref(), Some(&s));
     }
 
     #[test]
     fn tampering_anywhere_is_refused() {
         let codec = codec();
-        let raw = URL_SAFE_NO_PAD
-            .decode(codec.seal(&session(&codec)))
-            .unwrap();
+        let genuine = codec.seal(&session(&codec));
+        // Opened once first, so every tampered value meets a warm cache.
+        assert!(codec.open(&with_value(&codec, &genuine), NOW).is_some());
+        let raw = URL_SAFE_NO_PAD.decode(genuine).unwrap();
         let tag_start = raw.len() - 16;
         // One byte in the nonce, the ciphertext and the tag.
         for i in [
@@ -269,8 +310,10 @@ mod tests {
         let s = session(&old_codec);
         let headers = with_value(&old_codec, &old_codec.seal(&s));
         assert_eq!(
-            codec_with(vec![new.clone(), old], true).open(&headers, NOW),
-            Some(s)
+            codec_with(vec![new.clone(), old], true)
+                .open(&headers, NOW)
+                .as_deref(),
+            Some(&s)
         );
         assert_eq!(codec_with(vec![new], true).open(&headers, NOW), None);
     }
@@ -303,14 +346,14 @@ mod tests {
         let same_header = cookies(&[&format!(
             "samlgate_session=garbage; samlgate_session={expired}; samlgate_session={good}"
         )]);
-        assert_eq!(codec.open(&same_header, NOW), Some(s.clone()));
+        assert_eq!(codec.open(&same_header, NOW).as_deref(), Some(&s));
 
         let split_headers = cookies(&[
             "samlgate_session=garbage",
             "a=b",
             &format!("samlgate_session={good}"),
         ]);
-        assert_eq!(codec.open(&split_headers, NOW), Some(s));
+        assert_eq!(codec.open(&split_headers, NOW).as_deref(), Some(&s));
 
         let none_valid = cookies(&[
             "samlgate_session=garbage",
@@ -341,7 +384,10 @@ mod tests {
             "Path=/; HttpOnly; SameSite=Lax; Max-Age=28800; Secure"
         );
         let value = pair.strip_prefix("samlgate_session=").unwrap();
-        assert_eq!(codec.open(&with_value(&codec, value), NOW), Some(s.clone()));
+        assert_eq!(
+            codec.open(&with_value(&codec, value), NOW).as_deref(),
+            Some(&s)
+        );
         assert_eq!(
             codec.clear_cookie(),
             "samlgate_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Secure"
