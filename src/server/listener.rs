@@ -64,9 +64,17 @@ pub(super) async fn serve_public(
         tokio::spawn(async move {
             let _slot = slot;
             match acceptor {
+                // Boxed, so that a plain connection's task is not sized for a TLS one.
                 None => {
                     let client = ClientInfo::new(addr, false);
-                    serve_connection(stream, client, app, watcher, header_read_timeout).await;
+                    Box::pin(serve_connection(
+                        stream,
+                        client,
+                        app,
+                        watcher,
+                        header_read_timeout,
+                    ))
+                    .await;
                 }
                 Some(acceptor) => {
                     let handshake =
@@ -74,8 +82,14 @@ pub(super) async fn serve_public(
                     match handshake {
                         Ok(Ok(stream)) => {
                             let client = ClientInfo::new(addr, true);
-                            serve_connection(stream, client, app, watcher, header_read_timeout)
-                                .await;
+                            Box::pin(serve_connection(
+                                stream,
+                                client,
+                                app,
+                                watcher,
+                                header_read_timeout,
+                            ))
+                            .await;
                         }
                         Ok(Err(error)) => tracing::debug!(%error, %addr, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
@@ -100,10 +114,13 @@ async fn serve_connection<IO>(
     // Each request takes the configuration in force when it arrives, so a reload
     // reaches keep-alive connections too.
     let addr = client.addr;
+    // The request future is boxed: hyper keeps room for it in every connection for
+    // the connection's whole life, idle or not, so unboxed it would cost every idle
+    // keep-alive connection its size.
     let service = service_fn(move |req| {
         let app = current.load().app.clone();
         let client = client.clone();
-        async move { Ok::<_, Infallible>(app.handle(req, client).await) }
+        Box::pin(async move { Ok::<_, Infallible>(app.handle(req, client).await) })
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

@@ -160,8 +160,8 @@ impl App {
         if let Some(route) = own_route(&self.prefix, req.uri().path()) {
             outcome.route = Some(RouteClass::samlgate);
             let route = route.to_owned();
-            // Boxed, like every path but proxying: hyper keeps one allocation the size
-            // of this future per connection and moves it on every request.
+            // Boxed, like every path but proxying: each request allocates and moves
+            // a future the size of the largest path it might take.
             return Box::pin(self.own(&route, req, session, now)).await;
         }
         let navigation = is_navigation(&req);
