@@ -145,6 +145,10 @@ async fn replicas_share_replay_request_state_and_logout_through_redis() {
         get(b.addr, "/saml/whoami", &crossed_session).await.status,
         200
     );
+    // The revocation B learned from Redis outlives the 5 s recheck: with Redis down,
+    // the logged-out session must not come back.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(get(b.addr, "/saml/whoami", &cookie).await.status, 401);
 
     // Redis back on the same port: logins recover without restarting samlgate.
     let _redis = Redis::start(&redis_server, port).await;

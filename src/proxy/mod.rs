@@ -254,13 +254,35 @@ fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<Head
     } else {
         Some(client.ip.clone())
     };
-    if let Some(value) = forwarded_for {
-        headers.insert(&XFF, value);
-    }
+    // Never the client's chain without the peer: if it cannot be extended, the peer alone.
+    headers.insert(&XFF, forwarded_for.unwrap_or_else(|| client.ip.clone()));
     let proto = if client.tls { "https" } else { "http" };
     headers.insert(&XFP, HeaderValue::from_static(proto));
     match host {
         Some(host) => headers.insert(&XFH, host),
         None => headers.remove(&XFH),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_appends_the_peer_to_every_prior_value() {
+        let client = ClientInfo::new("192.0.2.7:1".parse().unwrap(), false);
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"1.1.1.1 \xff").unwrap(),
+        );
+        headers.append("x-forwarded-for", HeaderValue::from_static("2.2.2.2"));
+        headers.append("x-forwarded-host", HeaderValue::from_static("spoofed"));
+        set_forwarded(&mut headers, &client, None);
+        let values: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(values.len(), 1);
+        assert_eq!(values[0].as_bytes(), b"1.1.1.1 \xff, 2.2.2.2, 192.0.2.7");
+        assert_eq!(headers["x-forwarded-proto"], "http");
+        assert!(!headers.contains_key("x-forwarded-host"));
+    }
 }

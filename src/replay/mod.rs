@@ -123,7 +123,9 @@ impl ReplayStore {
 
     /// Whether session `sid` was revoked. With Redis down an established session
     /// keeps working (logins fail closed instead); the error says so to the caller.
-    pub async fn is_revoked(&self, sid: &str) -> Result<bool, ReplayError> {
+    /// `lifetime` is how long the session has left: a revocation learned from Redis is
+    /// remembered that long, so a Redis outage cannot bring a logged-out session back.
+    pub async fn is_revoked(&self, sid: &str, lifetime: Duration) -> Result<bool, ReplayError> {
         // Runs on every proxied request: the memory keys are plain (a sid is ours,
         // short and authenticated), and the hashed Redis key is only built to ask Redis.
         if self.memory.contains_key(&memory_key("revoked", sid)) {
@@ -138,7 +140,7 @@ impl ReplayStore {
         }
         // Boxed: the Redis round trip's future would otherwise make every request's
         // future (and so every connection) larger.
-        Box::pin(self.ask_redis_revoked(redis, sid, checked)).await
+        Box::pin(self.ask_redis_revoked(redis, sid, checked, lifetime)).await
     }
 
     async fn ask_redis_revoked(
@@ -146,6 +148,7 @@ impl ReplayStore {
         redis: &ConnectionManager,
         sid: &str,
         checked: String,
+        lifetime: Duration,
     ) -> Result<bool, ReplayError> {
         let mut redis = redis.clone();
         let revoked: bool = redis::cmd("EXISTS")
@@ -153,12 +156,14 @@ impl ReplayStore {
             .query_async(&mut redis)
             .await
             .map_err(unavailable)?;
-        let remembered = if revoked {
-            memory_key("revoked", sid)
+        if revoked {
+            let lifetime = lifetime.max(Duration::from_secs(1));
+            self.memory
+                .insert(memory_key("revoked", sid), lifetime)
+                .await;
         } else {
-            checked
-        };
-        self.memory.insert(remembered, REVOCATION_RECHECK).await;
+            self.memory.insert(checked, REVOCATION_RECHECK).await;
+        }
         Ok(revoked)
     }
 }
@@ -219,8 +224,14 @@ mod tests {
     async fn sessions_and_assertions_do_not_collide() {
         let store = ReplayStore::memory();
         store.revoke("x", Duration::from_secs(60)).await.unwrap();
-        assert!(store.is_revoked("x").await.unwrap());
-        assert!(!store.is_revoked("y").await.unwrap());
+        assert!(store
+            .is_revoked("x", Duration::from_secs(60))
+            .await
+            .unwrap());
+        assert!(!store
+            .is_revoked("y", Duration::from_secs(60))
+            .await
+            .unwrap());
         assert!(store.first_use("x", Duration::from_secs(60)).await.unwrap());
     }
 
@@ -237,6 +248,9 @@ mod tests {
             store.first_use("a", Duration::from_secs(5)).await,
             Err(ReplayError::Unavailable(_))
         ));
-        assert!(store.is_revoked("s").await.is_err());
+        assert!(store
+            .is_revoked("s", Duration::from_secs(60))
+            .await
+            .is_err());
     }
 }

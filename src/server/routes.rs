@@ -1,7 +1,7 @@
 //! Routing one request: samlgate's own routes, or the panel with or without identity.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ACCEPT, CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
@@ -207,7 +207,9 @@ impl App {
     /// The session in the cookie, unless it was revoked by a logout.
     async fn session(&self, headers: &HeaderMap, now: i64) -> Option<Arc<Session>> {
         let session = self.sessions.open(headers, now)?;
-        match self.replay.is_revoked(&session.sid).await {
+        let left = session.expires_at.saturating_sub(now);
+        let lifetime = Duration::from_secs(u64::try_from(left).unwrap_or(0));
+        match self.replay.is_revoked(&session.sid, lifetime).await {
             Ok(false) => Some(session),
             Ok(true) => None,
             Err(error) => {
@@ -459,9 +461,7 @@ impl App {
     async fn logout(&self, session: Option<Arc<Session>>, now: i64) -> Response<Body> {
         let mut location = self.login_url.clone();
         if let Some(session) = &session {
-            let left = std::time::Duration::from_secs(
-                session.expires_at.saturating_sub(now).max(1) as u64,
-            );
+            let left = Duration::from_secs(session.expires_at.saturating_sub(now).max(1) as u64);
             if let Err(error) = self.replay.revoke(&session.sid, left).await {
                 tracing::warn!(%error, "could not revoke the session");
             }
