@@ -4,7 +4,8 @@
 //! `replay.redis_url` also in Redis, so every replica refuses an Assertion that
 //! any replica accepted (`SET NX PX`) and honours every logout. Shared keys are
 //! hashed and prefixed by kind, so an Assertion ID can never collide with a session
-//! id; in memory, revocations are kept under the plain session id (see `memory_key`).
+//! id; in memory, revocations are kept apart from Assertion IDs, under the plain
+//! session id (see `memory_key`).
 
 use std::time::{Duration, Instant};
 
@@ -45,21 +46,34 @@ impl Expiry<String, Duration> for UntilExpiry {
 /// The store of one-time facts.
 #[derive(Clone)]
 pub struct ReplayStore {
-    memory: Cache<String, Duration>,
+    /// Seen Assertion IDs.
+    assertions: Cache<String, Duration>,
+    // Apart from the Assertion IDs: a tenant that runs its own IdP could otherwise
+    // push a logout out of memory with enough logins of its own.
+    /// Revoked sessions, and "not revoked" answers from Redis.
+    sessions: Cache<String, Duration>,
     redis: Option<ConnectionManager>,
 }
 
 impl ReplayStore {
     /// An in-process store.
     pub fn memory() -> Self {
-        Self {
-            memory: Cache::builder()
-                .max_capacity(CAPACITY)
+        Self::with_capacity(CAPACITY)
+    }
+
+    fn with_capacity(capacity: u64) -> Self {
+        let cache = || {
+            Cache::builder()
+                .max_capacity(capacity)
                 // TinyLFU may refuse to admit a new key when full; a replay cache
                 // must always remember the newest Assertion, evicting the oldest.
                 .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .expire_after(UntilExpiry)
-                .build(),
+                .build()
+        };
+        Self {
+            assertions: cache(),
+            sessions: cache(),
             redis: None,
         }
     }
@@ -100,13 +114,13 @@ impl ReplayStore {
                 return Ok(false);
             }
         }
-        Ok(self.memory.entry(key).or_insert(ttl).await.is_fresh())
+        Ok(self.assertions.entry(key).or_insert(ttl).await.is_fresh())
     }
 
     /// Revokes session `sid` for `ttl` (its remaining lifetime), everywhere.
     pub async fn revoke(&self, sid: &str, ttl: Duration) -> Result<(), ReplayError> {
         let ttl = ttl.max(Duration::from_secs(1));
-        self.memory.insert(memory_key("revoked", sid), ttl).await;
+        self.sessions.insert(memory_key("revoked", sid), ttl).await;
         if let Some(redis) = &self.redis {
             let mut redis = redis.clone();
             redis::cmd("SET")
@@ -128,14 +142,14 @@ impl ReplayStore {
     pub async fn is_revoked(&self, sid: &str, lifetime: Duration) -> Result<bool, ReplayError> {
         // Runs on every proxied request: the memory keys are plain (a sid is ours,
         // short and authenticated), and the hashed Redis key is only built to ask Redis.
-        if self.memory.contains_key(&memory_key("revoked", sid)) {
+        if self.sessions.contains_key(&memory_key("revoked", sid)) {
             return Ok(true);
         }
         let Some(redis) = &self.redis else {
             return Ok(false);
         };
         let checked = memory_key("revocation-checked", sid);
-        if self.memory.contains_key(&checked) {
+        if self.sessions.contains_key(&checked) {
             return Ok(false);
         }
         // Boxed: the Redis round trip's future would otherwise make every request's
@@ -158,11 +172,11 @@ impl ReplayStore {
             .map_err(unavailable)?;
         if revoked {
             let lifetime = lifetime.max(Duration::from_secs(1));
-            self.memory
+            self.sessions
                 .insert(memory_key("revoked", sid), lifetime)
                 .await;
         } else {
-            self.memory.insert(checked, REVOCATION_RECHECK).await;
+            self.sessions.insert(checked, REVOCATION_RECHECK).await;
         }
         Ok(revoked)
     }
@@ -233,6 +247,23 @@ mod tests {
             .await
             .unwrap());
         assert!(store.first_use("x", Duration::from_secs(60)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn logins_cannot_push_a_logout_out_of_memory() {
+        let store = ReplayStore::with_capacity(10);
+        store.revoke("s", Duration::from_secs(60)).await.unwrap();
+        for i in 0..100 {
+            let id = format!("assertion-{i}");
+            assert!(store.first_use(&id, Duration::from_secs(60)).await.unwrap());
+        }
+        store.assertions.run_pending_tasks().await;
+        store.sessions.run_pending_tasks().await;
+        assert!(store.assertions.entry_count() <= 10, "the bound holds");
+        assert!(store
+            .is_revoked("s", Duration::from_secs(60))
+            .await
+            .unwrap());
     }
 
     #[tokio::test]
