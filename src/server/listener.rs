@@ -111,12 +111,11 @@ async fn serve_connection<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // Each request takes the configuration in force when it arrives, so a reload
-    // reaches keep-alive connections too.
     let addr = client.addr;
-    // The request future is boxed: hyper keeps room for it in every connection for
-    // the connection's whole life, idle or not, so unboxed it would cost every idle
-    // keep-alive connection its size.
+    // Each request takes the configuration in force when it arrives, so a reload
+    // reaches keep-alive connections too. The request future is boxed: hyper keeps
+    // room for it in every connection for the connection's whole life, idle or not,
+    // so unboxed it would cost every idle keep-alive connection its size.
     let service = service_fn(move |req| {
         let app = current.load().app.clone();
         let client = client.clone();
