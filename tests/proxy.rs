@@ -417,3 +417,33 @@ async fn samlgate_cookies_never_reach_the_panel() {
     let seen = panel.last("/app");
     assert_eq!(seen.headers_named("cookie"), vec!["theme=dark; lang=en"]);
 }
+
+#[tokio::test]
+async fn requests_stay_under_the_upstream_base_path() {
+    let keys = Keys::new(Algorithm::Es256);
+    let panel = Panel::start().await;
+    let upstream = format!("{}/panel/", panel.url());
+    let gate = Samlgate::start(&keys, &config_toml(&keys, &upstream, "", ""));
+    let cookie = cookie_header(&keys);
+
+    let inside = get(gate.addr, "/reports?x=1", &cookie).await;
+    assert_eq!(inside.status, 200, "{}", inside.text());
+    assert_eq!(inside.text(), "panel saw /panel/reports?x=1");
+    // Request targets the panel could resolve beside its base path are refused.
+    for target in ["/../admin", "/a/%2e%2E/admin", "*"] {
+        let request = format!(
+            "GET {target} HTTP/1.1\r\nHost: gate.test\r\n{cookie}Connection: close\r\n\r\n"
+        );
+        let answer = raw(gate.addr, &request).await;
+        assert_eq!(answer.status, 400, "{target}: {}", answer.text());
+        assert_eq!(answer.json()["error"], "outside_base_path");
+    }
+    assert!(
+        panel
+            .seen()
+            .iter()
+            .all(|seen| seen.path_and_query.starts_with("/panel/")),
+        "{:?}",
+        panel.seen()
+    );
+}

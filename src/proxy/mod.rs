@@ -42,6 +42,9 @@ pub enum ProxyError {
     /// The upstream URI could not be built from the request.
     #[error("cannot build the upstream URI: {0}")]
     Uri(#[from] http::Error),
+    /// The request target could leave the upstream URL's path (`*`, dot segments).
+    #[error("request target outside the upstream's base path")]
+    OutsideBasePath,
 }
 
 /// Builds the shared client: system trust anchors plus `upstream_tls.ca_file`.
@@ -199,12 +202,14 @@ impl Upstream {
         let path_and_query = match original.path_and_query() {
             // The usual case, an upstream without a base path: no copy, no re-parse.
             Some(original) if self.base_path.is_empty() => original.clone(),
-            original => PathAndQuery::try_from(format!(
-                "{}{}",
-                self.base_path,
-                original.map_or("/", |p| p.as_str())
-            ))
-            .map_err(http::Error::from)?,
+            original => {
+                let target = original.map_or("/", |p| p.as_str());
+                if escapes_base_path(target) {
+                    return Err(ProxyError::OutsideBasePath);
+                }
+                PathAndQuery::try_from(format!("{}{target}", self.base_path))
+                    .map_err(http::Error::from)?
+            }
         };
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(self.scheme.clone());
@@ -241,6 +246,17 @@ pub fn requested_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
     (!h2c).then(|| protocol.clone())
 }
 
+/// Whether `target`, appended to a base path, could reach beside it once the panel
+/// normalises it: `*` (OPTIONS), or a `.`/`..` segment, also percent-encoded.
+fn escapes_base_path(target: &str) -> bool {
+    let path = target.split('?').next().unwrap_or_default();
+    !path.starts_with('/')
+        || path.split('/').any(|segment| {
+            let segment = segment.to_ascii_lowercase().replace("%2e", ".");
+            segment == "." || segment == ".."
+        })
+}
+
 fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<HeaderValue>) {
     static XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     static XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -267,6 +283,32 @@ fn set_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<Head
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn upstream(url: &str) -> Upstream {
+        Upstream::new(&url.parse().unwrap(), client(&[]), OwnCookies::new([]))
+    }
+
+    #[test]
+    fn requests_stay_under_the_upstream_base_path() {
+        let base = upstream("http://panel.internal:8080/base/");
+        let uri = |target: &str| base.upstream_uri(&target.parse().unwrap());
+        assert_eq!(
+            uri("/x/y?q=1").unwrap(),
+            "http://panel.internal:8080/base/x/y?q=1"
+        );
+        for escaping in ["*", "/../admin", "/a/./b", "/a/%2E%2e/admin", "/x/..?q"] {
+            assert!(
+                matches!(uri(escaping), Err(ProxyError::OutsideBasePath)),
+                "{escaping}"
+            );
+        }
+        // Without a base path the panel's whole URL space is the upstream anyway.
+        let root = upstream("http://panel.internal:8080");
+        assert_eq!(
+            root.upstream_uri(&"/a/../b".parse().unwrap()).unwrap(),
+            "http://panel.internal:8080/a/../b"
+        );
+    }
 
     #[test]
     fn forwarded_for_appends_the_peer_to_every_prior_value() {

@@ -197,6 +197,9 @@ impl App {
                 outcome.upstream_ms = Some(elapsed.as_secs_f64() * 1e3);
                 response
             }
+            Err(proxy::ProxyError::OutsideBasePath) => {
+                pages::json_error(StatusCode::BAD_REQUEST, "outside_base_path")
+            }
             Err(error) => {
                 tracing::warn!(%error, "upstream unavailable");
                 self.pages.bad_gateway(navigation)
