@@ -1,6 +1,8 @@
 //! Accept loops: HTTP/1.1 and HTTP/2 (h2c or ALPN), optional TLS, graceful shutdown.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,17 +66,9 @@ pub(super) async fn serve_public(
         tokio::spawn(async move {
             let _slot = slot;
             match acceptor {
-                // Boxed, so that a plain connection's task is not sized for a TLS one.
                 None => {
                     let client = ClientInfo::new(addr, false);
-                    Box::pin(serve_connection(
-                        stream,
-                        client,
-                        app,
-                        watcher,
-                        header_read_timeout,
-                    ))
-                    .await;
+                    serve_connection(stream, client, app, watcher, header_read_timeout).await;
                 }
                 Some(acceptor) => {
                     let handshake =
@@ -82,14 +76,8 @@ pub(super) async fn serve_public(
                     match handshake {
                         Ok(Ok(stream)) => {
                             let client = ClientInfo::new(addr, true);
-                            Box::pin(serve_connection(
-                                stream,
-                                client,
-                                app,
-                                watcher,
-                                header_read_timeout,
-                            ))
-                            .await;
+                            serve_connection(stream, client, app, watcher, header_read_timeout)
+                                .await;
                         }
                         Ok(Err(error)) => tracing::debug!(%error, %addr, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
@@ -102,42 +90,47 @@ pub(super) async fn serve_public(
     graceful.shutdown().await;
 }
 
-async fn serve_connection<IO>(
+/// Serves one connection. Boxed, so that a plain connection's task is not sized
+/// for a TLS one.
+fn serve_connection<IO>(
     io: IO,
     client: ClientInfo,
     current: Arc<ArcSwap<Current>>,
     watcher: hyper_util::server::graceful::Watcher,
     header_read_timeout: Duration,
-) where
+) -> Pin<Box<dyn Future<Output = ()> + Send>>
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let addr = client.addr;
-    // Each request takes the configuration in force when it arrives, so a reload
-    // reaches keep-alive connections too. The request future is boxed: hyper keeps
-    // room for it in every connection for the connection's whole life, idle or not,
-    // so unboxed it would cost every idle keep-alive connection its size.
-    let service = service_fn(move |req| {
-        let app = current.load().app.clone();
-        let client = client.clone();
-        Box::pin(async move { Ok::<_, Infallible>(app.handle(req, client).await) })
-    });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .max_buf_size(MAX_HEAD_BYTES)
-        .max_headers(MAX_HEADERS);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEAD_BYTES as u32)
-        .max_concurrent_streams(MAX_H2_STREAMS)
-        .keep_alive_interval(header_read_timeout);
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(error) = watcher.watch(connection.into_owned()).await {
-        tracing::debug!(%error, %addr, "connection ended with an error");
-    }
+    Box::pin(async move {
+        let addr = client.addr;
+        // Each request takes the configuration in force when it arrives, so a reload
+        // reaches keep-alive connections too. The request future is boxed: hyper keeps
+        // room for it in every connection for the connection's whole life, idle or not,
+        // so unboxed it would cost every idle keep-alive connection its size.
+        let service = service_fn(move |req| {
+            let app = current.load().app.clone();
+            let client = client.clone();
+            Box::pin(async move { Ok::<_, Infallible>(app.handle(req, client).await) })
+        });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .max_headers(MAX_HEADERS);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEAD_BYTES as u32)
+            .max_concurrent_streams(MAX_H2_STREAMS)
+            .keep_alive_interval(header_read_timeout);
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        if let Err(error) = watcher.watch(connection.into_owned()).await {
+            tracing::debug!(%error, %addr, "connection ended with an error");
+        }
+    })
 }
 
 /// Serves the admin listener; it stays up while the public side drains, so
