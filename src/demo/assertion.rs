@@ -79,7 +79,7 @@ fn is_safe_id(id: &str) -> bool {
 
 /// Everything one Response says.
 #[derive(Debug, Clone)]
-pub(super) struct ResponseParams<'a> {
+pub struct ResponseParams<'a> {
     /// The app's issuer (Response and Assertion).
     pub issuer: &'a str,
     /// The SP's ACS URL: Destination and Recipient.
@@ -98,11 +98,13 @@ pub(super) struct ResponseParams<'a> {
     pub session_index: &'a str,
     /// Issue time.
     pub now: DateTime<Utc>,
+    /// How long after `now` the Assertion may be used (its NotOnOrAfter).
+    pub valid_for: Duration,
 }
 
 /// An unsigned Response, with the Assertion's signature template in place.
 #[derive(Debug, Clone)]
-pub(super) struct UnsignedResponse {
+pub struct UnsignedResponse {
     /// The XML text, without insignificant whitespace.
     pub xml: String,
     /// The Response's ID.
@@ -112,7 +114,7 @@ pub(super) struct UnsignedResponse {
 }
 
 /// Builds the Response for `params`; `cert_b64` (DER, base64) goes into KeyInfo.
-pub(super) fn build_response(
+pub fn build_response(
     params: &ResponseParams<'_>,
     cert_b64: &str,
     response_id: String,
@@ -120,7 +122,7 @@ pub(super) fn build_response(
 ) -> UnsignedResponse {
     let now = instant(params.now);
     let not_before = instant(params.now - Duration::minutes(1));
-    let expires = instant(params.now + Duration::minutes(5));
+    let expires = instant(params.now + params.valid_for);
     let session_ends = instant(params.now + Duration::hours(8));
     let in_response_to = params.in_response_to.map_or(String::new(), |id| {
         format!(" InResponseTo=\"{}\"", escape(id))
@@ -189,7 +191,7 @@ fn signature_template(id: &str, cert_b64: &str) -> String {
 
 /// Why signing failed.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum SignError {
+pub enum SignError {
     /// xmlsec refused the document or the key.
     #[error("xmlsec could not sign: {0}")]
     Xmlsec(#[from] samael::crypto::CryptoError),
@@ -201,7 +203,7 @@ pub(super) enum SignError {
 /// Signs the Assertion (always) and then, when `sign_response`, the Response that
 /// contains it, with the RSA key `key_der`. Blocking and process-global: runs under
 /// [`crate::saml::with_xmlsec`]; call it from a blocking thread.
-pub(super) fn sign(
+pub fn sign(
     unsigned: &UnsignedResponse,
     key_der: &[u8],
     cert_b64: &str,
@@ -362,6 +364,7 @@ mod tests {
             name_id: "alice@demo.example",
             name: "Alice <Anderson>",
             authn_instant: now,
+            valid_for: Duration::minutes(5),
             session_index: "_session",
             now,
         }

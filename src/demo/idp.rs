@@ -34,6 +34,8 @@ const SESSION_COOKIE: &str = "demo_idp_session";
 const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 /// How long a sign-in started by an AuthnRequest (or a tile) waits for the password.
 const PENDING_TTL: Duration = Duration::from_secs(10 * 60);
+/// How long a signed Assertion may be used, as Okta's.
+const ASSERTION_LIFETIME: chrono::Duration = chrono::Duration::minutes(5);
 /// Longest RelayState carried through the login form.
 const MAX_RELAY_STATE: usize = 2048;
 const HTTP_POST_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
@@ -592,6 +594,7 @@ impl Idp {
             authn_instant: session.authn_instant,
             session_index: &session.index,
             now: Utc::now(),
+            valid_for: ASSERTION_LIFETIME,
         };
         let unsigned =
             assertion::build_response(&params, &self.identity.cert_b64, random_id(), random_id());

@@ -16,6 +16,10 @@ mod idp;
 mod panel;
 mod web;
 
+// The development IdP's Response builder and signer; `bench/mint_responses.rs`
+// mints the login benchmark's responses with them too.
+pub use assertion::{build_response, sign, ResponseParams, SignError, UnsignedResponse};
+
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
