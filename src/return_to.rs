@@ -21,6 +21,43 @@ pub fn sanitize(raw: &str) -> String {
     }
 }
 
+/// Why `out`, a [`sanitize`] result, could lead off this origin; `None` if it cannot.
+///
+/// The sanitiser's contract, written once for the fuzz target and the property tests
+/// and on purpose not in terms of the code above: `out` is visible ASCII, and it and
+/// each of its percent-decodings (lossy, up to 32) start with one `/` (not `//` or
+/// `/\`), hold no control character, and resolve to the origin with a WHATWG URL
+/// parser (which also reads `\` as `/` and drops tabs and newlines).
+pub fn leaves_origin(out: &str) -> Option<String> {
+    let origin = url::Url::parse("https://gate.example/saml/acs").expect("a valid URL");
+    let on_origin = |path: &str| {
+        let mut chars = path.chars();
+        chars.next() == Some('/')
+            && !matches!(chars.next(), Some('/' | '\\'))
+            && !has_control(path)
+            && origin
+                .join(path)
+                .is_ok_and(|u| u.scheme() == "https" && u.host_str() == Some("gate.example"))
+    };
+    if !out.bytes().all(|b| b.is_ascii_graphic()) {
+        return Some("not visible ASCII".to_owned());
+    }
+    let mut current = out.to_owned();
+    for _ in 0..=32 {
+        if !on_origin(&current) {
+            return Some(format!("{current:?} is not a path on the origin"));
+        }
+        let next = percent_decode_str(&current)
+            .decode_utf8_lossy()
+            .into_owned();
+        if next == current {
+            return None;
+        }
+        current = next;
+    }
+    None
+}
+
 /// Longer targets become `/`: they ride in the request-state cookie, which must
 /// stay under browsers' 4 KiB cookie limit with several logins in flight.
 const MAX_LEN: usize = 1024;
